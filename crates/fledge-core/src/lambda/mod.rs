@@ -1,0 +1,14 @@
+//! Lambda's own rules, as data: names and ARNs, alias routing, and the errors AWS answers
+//! when a rule is broken. Messages are AWS's, word for word where AWS's wording is known, so
+//! the local platform can answer with them verbatim and fledge's users see what AWS would say.
+
+mod error;
+mod name;
+mod routing;
+
+pub use error::{ErrorType, LambdaError};
+pub use name::{
+    AliasName, FunctionRef, NameKind, Qualifier, Version, DEFAULT_ACCOUNT, DEFAULT_PARTITION,
+    DEFAULT_REGION,
+};
+pub use routing::{percent, AdditionalVersion, AliasRouting, RoutingRequest};
