@@ -97,8 +97,9 @@ impl Verdict {
     }
 }
 
-/// Latencies in logarithmic buckets 5% wide, from 0.1 ms to about eight hours.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Latencies in logarithmic buckets 5% wide, from 0.1 ms to about eight hours. Allocates
+/// nothing until the first latency is recorded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyHistogram {
     counts: Vec<u64>,
     total: u64,
@@ -107,12 +108,6 @@ pub struct LatencyHistogram {
 const BUCKETS: usize = 380;
 const BUCKET_BASE_MS: f64 = 0.1;
 const BUCKET_GROWTH: f64 = 1.05;
-
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        LatencyHistogram { counts: vec![0; BUCKETS], total: 0 }
-    }
-}
 
 impl LatencyHistogram {
     fn bucket(ms: f64) -> usize {
@@ -133,11 +128,20 @@ impl LatencyHistogram {
     }
 
     pub fn record_n(&mut self, ms: f64, n: u64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
         self.counts[Self::bucket(ms)] += n;
         self.total += n;
     }
 
     pub fn merge(&mut self, other: &LatencyHistogram) {
+        if other.total == 0 {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
