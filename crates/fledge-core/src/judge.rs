@@ -75,7 +75,11 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn new(outcome: Outcome, reason: impl Into<String>, evidence: Vec<Evidence>) -> Self {
-        Verdict { outcome, reason: reason.into(), evidence }
+        Verdict {
+            outcome,
+            reason: reason.into(),
+            evidence,
+        }
     }
 
     /// Several checks' verdicts as one: any fail fails, then any inconclusive, else pass.
@@ -93,7 +97,11 @@ impl Verdict {
             .collect::<Vec<_>>()
             .join("; ");
         let evidence = verdicts.into_iter().flat_map(|v| v.evidence).collect();
-        Verdict { outcome, reason, evidence }
+        Verdict {
+            outcome,
+            reason,
+            evidence,
+        }
     }
 }
 
@@ -190,7 +198,11 @@ pub struct VersionSample {
 
 impl VersionSample {
     pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 { 0.0 } else { self.errors as f64 / self.requests as f64 }
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
     }
 
     pub fn add(&mut self, other: &VersionSample) {
@@ -290,7 +302,11 @@ impl Analysis {
 
 fn judge_seed(obs: &Observation) -> Verdict {
     let recent = &obs.canary_last_minute;
-    let outcome = if recent.errors > 0 { Outcome::Fail } else { Outcome::Pass };
+    let outcome = if recent.errors > 0 {
+        Outcome::Fail
+    } else {
+        Outcome::Pass
+    };
     let evidence = Evidence {
         check: "seed_errors".into(),
         outcome,
@@ -301,7 +317,10 @@ fn judge_seed(obs: &Observation) -> Verdict {
         p_value: None,
     };
     let reason = if recent.errors > 0 {
-        format!("the canary had {} errors in the last minute (the original fails on any)", recent.errors)
+        format!(
+            "the canary had {} errors in the last minute (the original fails on any)",
+            recent.errors
+        )
     } else {
         format!(
             "no canary errors in the last minute ({} requests; the original passes even with none)",
@@ -321,15 +340,26 @@ impl JudgeConfig {
         if let Some(limit) = self.max_p99_ms {
             evidence.extend(self.latency_limit(obs, limit));
         }
-        let failed: Vec<&Evidence> = evidence.iter().filter(|e| e.outcome == Outcome::Fail).collect();
+        let failed: Vec<&Evidence> = evidence
+            .iter()
+            .filter(|e| e.outcome == Outcome::Fail)
+            .collect();
         if !failed.is_empty() {
-            let reason = failed.iter().map(|e| describe_failure(e)).collect::<Vec<_>>().join("; ");
+            let reason = failed
+                .iter()
+                .map(|e| describe_failure(e))
+                .collect::<Vec<_>>()
+                .join("; ");
             return Verdict::new(Outcome::Fail, reason, evidence);
         }
         let enough = obs.canary_in_step >= self.min_requests;
         evidence.push(Evidence {
             check: "sample_size".into(),
-            outcome: if enough { Outcome::Pass } else { Outcome::Inconclusive },
+            outcome: if enough {
+                Outcome::Pass
+            } else {
+                Outcome::Inconclusive
+            },
             canary: obs.canary_in_step as f64,
             baseline: None,
             threshold: self.min_requests as f64,
@@ -370,7 +400,11 @@ impl JudgeConfig {
         let p = binomial_upper_tail(c.errors, c.requests, reference);
         Evidence {
             check: "error_rate".into(),
-            outcome: if p < self.false_alarm { Outcome::Fail } else { Outcome::Pass },
+            outcome: if p < self.false_alarm {
+                Outcome::Fail
+            } else {
+                Outcome::Pass
+            },
             canary: c.error_rate(),
             baseline: Some(obs.baseline.error_rate()),
             threshold: reference,
@@ -384,7 +418,11 @@ impl JudgeConfig {
         let p = binomial_upper_tail(c.errors, c.requests, limit);
         Evidence {
             check: "error_rate_limit".into(),
-            outcome: if p < self.false_alarm { Outcome::Fail } else { Outcome::Pass },
+            outcome: if p < self.false_alarm {
+                Outcome::Fail
+            } else {
+                Outcome::Pass
+            },
             canary: c.error_rate(),
             baseline: None,
             threshold: limit,
@@ -402,7 +440,12 @@ impl JudgeConfig {
         let base_p99 = obs.baseline.latency.quantile(0.99)?;
         let margin_ms = self.latency_margin_abs.as_secs_f64() * 1000.0;
         let threshold = (base_p99 * (1.0 + self.latency_margin)).max(base_p99 + margin_ms);
-        Some(self.slow_share_test("latency_p99", &obs.canary.latency, threshold, Some(base_p99)))
+        Some(self.slow_share_test(
+            "latency_p99",
+            &obs.canary.latency,
+            threshold,
+            Some(base_p99),
+        ))
     }
 
     fn latency_limit(&self, obs: &Observation, limit: f64) -> Option<Evidence> {
@@ -412,12 +455,22 @@ impl JudgeConfig {
         Some(self.slow_share_test("latency_limit", &obs.canary.latency, limit, None))
     }
 
-    fn slow_share_test(&self, check: &str, canary: &LatencyHistogram, threshold: f64, baseline: Option<f64>) -> Evidence {
+    fn slow_share_test(
+        &self,
+        check: &str,
+        canary: &LatencyHistogram,
+        threshold: f64,
+        baseline: Option<f64>,
+    ) -> Evidence {
         let slow = canary.count_above(threshold);
         let p = binomial_upper_tail(slow, canary.len(), 0.01);
         Evidence {
             check: check.into(),
-            outcome: if p < self.false_alarm { Outcome::Fail } else { Outcome::Pass },
+            outcome: if p < self.false_alarm {
+                Outcome::Fail
+            } else {
+                Outcome::Pass
+            },
             canary: canary.quantile(0.99).unwrap_or(0.0),
             baseline,
             threshold,
@@ -428,7 +481,10 @@ impl JudgeConfig {
 }
 
 fn describe_failure(e: &Evidence) -> String {
-    let p = e.p_value.map(|p| format!(", p = {p:.1e}")).unwrap_or_default();
+    let p = e
+        .p_value
+        .map(|p| format!(", p = {p:.1e}"))
+        .unwrap_or_default();
     match e.check.as_str() {
         "error_rate" => format!(
             "canary error rate {:.2}% over {} requests is significantly above the baseline's {:.3}% (allowed up to {:.3}%{p})",
@@ -463,7 +519,11 @@ mod tests {
     use super::*;
 
     fn sample(requests: u64, errors: u64) -> VersionSample {
-        VersionSample { requests, errors, latency: LatencyHistogram::default() }
+        VersionSample {
+            requests,
+            errors,
+            latency: LatencyHistogram::default(),
+        }
     }
 
     fn obs(canary: (u64, u64), baseline: (u64, u64)) -> Observation {
@@ -508,10 +568,17 @@ mod tests {
 
     #[test]
     fn the_absolute_limit_applies_without_a_baseline() {
-        let config = JudgeConfig { max_error_rate: Some(0.01), ..JudgeConfig::default() };
+        let config = JudgeConfig {
+            max_error_rate: Some(0.01),
+            ..JudgeConfig::default()
+        };
         let v = Analysis::Fledge(config).judge(&obs((1_000, 40), (0, 0)));
         assert_eq!(v.outcome, Outcome::Fail);
-        assert!(v.evidence.iter().any(|e| e.check == "error_rate_limit" && e.outcome == Outcome::Fail));
+        assert!(
+            v.evidence
+                .iter()
+                .any(|e| e.check == "error_rate_limit" && e.outcome == Outcome::Fail)
+        );
     }
 
     #[test]
@@ -521,7 +588,9 @@ mod tests {
             o.baseline.latency.record(20.0 + (i % 100) as f64 * 0.3);
         }
         for i in 0..1_000 {
-            o.canary.latency.record(if i % 10 == 0 { 250.0 } else { 25.0 });
+            o.canary
+                .latency
+                .record(if i % 10 == 0 { 250.0 } else { 25.0 });
         }
         let v = Analysis::default().judge(&o);
         assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
@@ -530,8 +599,14 @@ mod tests {
 
     #[test]
     fn seed_mode_fails_on_any_error_and_passes_on_silence() {
-        assert_eq!(Analysis::Seed.judge(&obs((10_000, 1), (0, 0))).outcome, Outcome::Fail);
-        assert_eq!(Analysis::Seed.judge(&obs((0, 0), (0, 0))).outcome, Outcome::Pass);
+        assert_eq!(
+            Analysis::Seed.judge(&obs((10_000, 1), (0, 0))).outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            Analysis::Seed.judge(&obs((0, 0), (0, 0))).outcome,
+            Outcome::Pass
+        );
     }
 
     #[test]
@@ -550,7 +625,10 @@ mod tests {
         let pass = Verdict::new(Outcome::Pass, "ok", vec![]);
         let fail = Verdict::new(Outcome::Fail, "alarm HighErrors is in ALARM", vec![]);
         let v = Verdict::combine(vec![pass.clone(), fail]);
-        assert_eq!((v.outcome, v.reason.as_str()), (Outcome::Fail, "alarm HighErrors is in ALARM"));
+        assert_eq!(
+            (v.outcome, v.reason.as_str()),
+            (Outcome::Fail, "alarm HighErrors is in ALARM")
+        );
         assert_eq!(Verdict::combine(vec![pass]).outcome, Outcome::Pass);
         assert_eq!(Verdict::combine(vec![]).outcome, Outcome::Inconclusive);
     }

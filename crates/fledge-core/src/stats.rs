@@ -118,7 +118,8 @@ pub fn erfc(x: f64) -> f64 {
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
@@ -152,14 +153,20 @@ mod tests {
             fact *= n as f64;
             assert!(close(ln_gamma(n as f64 + 1.0), fact.ln(), 1e-12), "{n}");
         }
-        assert!(close(ln_gamma(0.5), std::f64::consts::PI.sqrt().ln(), 1e-12));
+        assert!(close(
+            ln_gamma(0.5),
+            std::f64::consts::PI.sqrt().ln(),
+            1e-12
+        ));
     }
 
     /// Exact sums, computed term by term, for small n.
     fn tail_by_sum(k: u64, n: u64, p: f64) -> f64 {
         (k..=n)
             .map(|i| {
-                let ln_choose = ln_gamma(n as f64 + 1.0) - ln_gamma(i as f64 + 1.0) - ln_gamma((n - i) as f64 + 1.0);
+                let ln_choose = ln_gamma(n as f64 + 1.0)
+                    - ln_gamma(i as f64 + 1.0)
+                    - ln_gamma((n - i) as f64 + 1.0);
                 (ln_choose + i as f64 * p.ln() + (n - i) as f64 * (1.0 - p).ln()).exp()
             })
             .sum()
@@ -167,7 +174,14 @@ mod tests {
 
     #[test]
     fn binomial_tail_agrees_with_direct_sums() {
-        for &(k, n, p) in &[(3, 3, 0.003), (5, 100, 0.002), (1, 10, 0.5), (40, 60, 0.5), (7, 1000, 0.001), (0, 5, 0.1)] {
+        for &(k, n, p) in &[
+            (3, 3, 0.003),
+            (5, 100, 0.002),
+            (1, 10, 0.5),
+            (40, 60, 0.5),
+            (7, 1000, 0.001),
+            (0, 5, 0.1),
+        ] {
             let (got, want) = (binomial_upper_tail(k, n, p), tail_by_sum(k, n, p));
             assert!(close(got, want, 1e-9), "k={k} n={n} p={p}: {got} vs {want}");
         }
@@ -184,10 +198,17 @@ mod tests {
 
     #[test]
     fn the_normal_branch_agrees_with_the_exact_form() {
-        for &(k, n, p) in &[(10_500_u64, 10_000_000_u64, 0.001), (10_400, 10_000_000, 0.001), (1_000_300, 2_000_000, 0.5)] {
+        for &(k, n, p) in &[
+            (10_500_u64, 10_000_000_u64, 0.001),
+            (10_400, 10_000_000, 0.001),
+            (1_000_300, 2_000_000, 0.5),
+        ] {
             let exact = incomplete_beta(k as f64, (n - k + 1) as f64, p);
             let approx = binomial_upper_tail(k, n, p);
-            assert!((exact - approx).abs() < 2e-3 * exact.max(1e-6), "k={k}: {exact} vs {approx}");
+            assert!(
+                (exact - approx).abs() < 2e-3 * exact.max(1e-6),
+                "k={k}: {exact} vs {approx}"
+            );
         }
         assert!((erfc(0.0) - 1.0).abs() < 1e-7 && (erfc(1.0) - 0.157_299_207).abs() < 1e-7);
     }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// A point in time: milliseconds since the Unix epoch. The core never reads a clock; the
 /// driver passes `now` in, and the value persists as it is, so a rollout survives a restart.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 
@@ -51,7 +53,10 @@ pub struct DurationError {
 
 /// Reads `250ms`, `90s`, `2m`, `1h30m`, `7d`. A bare number is seconds.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |reason| DurationError { input: input.to_string(), reason };
+    let err = |reason| DurationError {
+        input: input.to_string(),
+        reason,
+    };
     let text = input.trim();
     if text.is_empty() {
         return Err(err("it is empty"));
@@ -67,7 +72,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(err("each part must start with a whole number"));
         }
-        let value: u64 = rest[..digits].parse().map_err(|_| err("the number is too large"))?;
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| err("the number is too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit_ms: u64 = match &rest[..unit_len] {
@@ -146,7 +153,10 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("365d").unwrap(), Duration::from_secs(365 * 86_400));
+        assert_eq!(
+            parse_duration("365d").unwrap(),
+            Duration::from_secs(365 * 86_400)
+        );
         assert_eq!(parse_duration("120").unwrap(), Duration::from_secs(120));
     }
 
@@ -160,7 +170,9 @@ mod tests {
 
     #[test]
     fn formats_round_trip() {
-        for text in ["0s", "1ms", "1s500ms", "2m", "1h30m", "1d2h", "365d", "2m5s"] {
+        for text in [
+            "0s", "1ms", "1s500ms", "2m", "1h30m", "1d2h", "365d", "2m5s",
+        ] {
             let d = parse_duration(text).unwrap();
             assert_eq!(format_duration(d), text);
         }

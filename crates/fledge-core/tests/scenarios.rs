@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use fledge_core::judge::Analysis;
-use fledge_core::rollout::{CheckPolicy, DeploymentSpec, Deployment, Hooks, Outcome, RecordKind, RetryPolicy};
+use fledge_core::rollout::{
+    CheckPolicy, Deployment, DeploymentSpec, Hooks, Outcome, RecordKind, RetryPolicy,
+};
 use fledge_core::schedule::{SeedInput, Strategy};
 use fledge_core::sim::{self, Sim, SimConfig, VersionModel};
 
@@ -20,7 +22,13 @@ fn spec(strategy: &str) -> DeploymentSpec {
     }
 }
 
-fn scenario(strategy: &str, rate: f64, baseline_errors: f64, canary_errors: f64, seed: u64) -> SimConfig {
+fn scenario(
+    strategy: &str,
+    rate: f64,
+    baseline_errors: f64,
+    canary_errors: f64,
+    seed: u64,
+) -> SimConfig {
     SimConfig::new(
         spec(strategy),
         rate,
@@ -35,9 +43,17 @@ fn scenario(strategy: &str, rate: f64, baseline_errors: f64, canary_errors: f64,
 fn a_healthy_canary_is_promoted_after_its_schedule() {
     let report = sim::run(scenario("linear:10x1m", 100.0, 0.001, 0.001, 7));
     assert_eq!(report.outcome, Some(Outcome::Promoted), "{}", report.reason);
-    assert!(report.duration >= Duration::from_secs(600), "{:?}", report.duration);
+    assert!(
+        report.duration >= Duration::from_secs(600),
+        "{:?}",
+        report.duration
+    );
     assert!(report.final_alias.is_single());
-    let applied = report.records.iter().filter(|r| matches!(r.kind, RecordKind::StepApplied { .. })).count();
+    let applied = report
+        .records
+        .iter()
+        .filter(|r| matches!(r.kind, RecordKind::StepApplied { .. }))
+        .count();
     assert_eq!(applied, 10);
     let weights: Vec<f64> = report.weights.iter().map(|(_, w)| *w).collect();
     assert!(weights.windows(2).all(|w| w[0] < w[1]), "{weights:?}");
@@ -50,7 +66,12 @@ fn a_crashing_canary_is_rolled_back_at_the_first_failing_check() {
     let mut config = scenario("linear:10x2m", 100.0, 0.001, 1.0, 3);
     config.spec.checks.interval = Duration::from_secs(1);
     let report = sim::run(config);
-    assert_eq!(report.outcome, Some(Outcome::RolledBack), "{}", report.reason);
+    assert_eq!(
+        report.outcome,
+        Some(Outcome::RolledBack),
+        "{}",
+        report.reason
+    );
     let checks: Vec<_> = report
         .records
         .iter()
@@ -59,10 +80,25 @@ fn a_crashing_canary_is_rolled_back_at_the_first_failing_check() {
             _ => None,
         })
         .collect();
-    let first_fail = checks.iter().position(|o| *o == fledge_core::judge::Outcome::Fail).unwrap();
-    assert_eq!(first_fail, checks.len() - 1, "the rollback follows the first failing check: {checks:?}");
-    assert!(report.canary_exposure_ms.unwrap() <= 2_000, "{:?}", report.canary_exposure_ms);
-    assert!(report.canary_failures <= 30, "{} failed requests", report.canary_failures);
+    let first_fail = checks
+        .iter()
+        .position(|o| *o == fledge_core::judge::Outcome::Fail)
+        .unwrap();
+    assert_eq!(
+        first_fail,
+        checks.len() - 1,
+        "the rollback follows the first failing check: {checks:?}"
+    );
+    assert!(
+        report.canary_exposure_ms.unwrap() <= 2_000,
+        "{:?}",
+        report.canary_exposure_ms
+    );
+    assert!(
+        report.canary_failures <= 30,
+        "{} failed requests",
+        report.canary_failures
+    );
     assert_eq!(report.final_alias.primary.to_string(), "1");
     assert!(report.final_alias.is_single());
 }
@@ -72,8 +108,17 @@ fn a_crashing_canary_is_rolled_back_at_the_first_failing_check() {
 fn no_traffic_never_promotes() {
     for seed in 0..5 {
         let report = sim::run(scenario("canary:10%/5m", 0.0, 0.0, 0.0, seed));
-        assert_eq!(report.outcome, Some(Outcome::RolledBack), "{}", report.reason);
-        assert!(report.reason.contains("no conclusive evidence"), "{}", report.reason);
+        assert_eq!(
+            report.outcome,
+            Some(Outcome::RolledBack),
+            "{}",
+            report.reason
+        );
+        assert!(
+            report.reason.contains("no conclusive evidence"),
+            "{}",
+            report.reason
+        );
         assert_eq!(report.final_alias.primary.to_string(), "1");
     }
     let seed_mode = {
@@ -81,7 +126,11 @@ fn no_traffic_never_promotes() {
         c.spec.analysis = Analysis::Seed;
         sim::run(c)
     };
-    assert_eq!(seed_mode.outcome, Some(Outcome::Promoted), "the original passes on silence");
+    assert_eq!(
+        seed_mode.outcome,
+        Some(Outcome::Promoted),
+        "the original passes on silence"
+    );
 }
 
 /// At the original's default (10 × 120 s) a healthy canary whose error rate equals the
@@ -106,8 +155,14 @@ fn a_healthy_canary_is_promoted_by_fledge_and_rolled_back_by_the_original() {
             seed_rolled_back += 1;
         }
     }
-    assert!(fledge_promoted >= 99, "fledge promoted {fledge_promoted} of 100");
-    assert!(seed_rolled_back >= 95, "the original rolled back {seed_rolled_back} of 100");
+    assert!(
+        fledge_promoted >= 99,
+        "fledge promoted {fledge_promoted} of 100"
+    );
+    assert!(
+        seed_rolled_back >= 95,
+        "the original rolled back {seed_rolled_back} of 100"
+    );
 }
 
 /// The original lets a crashing canary serve until the end of its first hold: about
@@ -118,7 +173,11 @@ fn the_originals_check_lets_a_crashing_canary_serve_a_whole_hold() {
     config.spec.analysis = Analysis::Seed;
     let report = sim::run(config);
     assert_eq!(report.outcome, Some(Outcome::RolledBack));
-    assert!((1_000..1_400).contains(&report.canary_failures), "{}", report.canary_failures);
+    assert!(
+        (1_000..1_400).contains(&report.canary_failures),
+        "{}",
+        report.canary_failures
+    );
 }
 
 /// A deployment serialised mid-hold and restored finishes exactly as one left alone.
@@ -148,11 +207,21 @@ fn a_deployment_restored_mid_hold_finishes_the_same_way() {
         assert_eq!(resumed.duration, straight.duration);
         assert_eq!(resumed.canary_failures, straight.canary_failures);
         let strip = |r: &sim::SimReport| {
-            r.records.iter().filter(|r| !matches!(r.kind, RecordKind::Restarted { .. })).cloned().collect::<Vec<_>>()
+            r.records
+                .iter()
+                .filter(|r| !matches!(r.kind, RecordKind::Restarted { .. }))
+                .cloned()
+                .collect::<Vec<_>>()
         };
         let (a, b) = (strip(&resumed), strip(&straight));
         let first_difference = a.iter().zip(&b).position(|(x, y)| x != y);
-        assert_eq!(first_difference, None, "resumed {:?}\nstraight {:?}", first_difference.map(|i| &a[i]), first_difference.map(|i| &b[i]));
+        assert_eq!(
+            first_difference,
+            None,
+            "resumed {:?}\nstraight {:?}",
+            first_difference.map(|i| &a[i]),
+            first_difference.map(|i| &b[i])
+        );
         assert_eq!(a.len(), b.len());
     }
 }
@@ -167,9 +236,16 @@ fn a_one_year_schedule_simulates_to_promotion() {
     let config = SimConfig::new(year, 1.0, healthy.clone(), healthy, 9);
     let started = std::time::Instant::now();
     let report = sim::run(config);
-    eprintln!("one simulated year took {:?} of wall-clock time", started.elapsed());
+    eprintln!(
+        "one simulated year took {:?} of wall-clock time",
+        started.elapsed()
+    );
     assert_eq!(report.outcome, Some(Outcome::Promoted), "{}", report.reason);
-    assert!(report.duration >= Duration::from_secs(365 * 86_400), "{:?}", report.duration);
+    assert!(
+        report.duration >= Duration::from_secs(365 * 86_400),
+        "{:?}",
+        report.duration
+    );
     assert!(report.canary_requests > 10_000_000);
 }
 
@@ -181,7 +257,11 @@ fn a_failing_pre_traffic_hook_shifts_nothing() {
     config.hooks_succeed = false;
     let report = sim::run(config);
     assert_eq!(report.outcome, Some(Outcome::RolledBack));
-    assert!(report.reason.contains("pre-traffic hook smoke-test failed"), "{}", report.reason);
+    assert!(
+        report.reason.contains("pre-traffic hook smoke-test failed"),
+        "{}",
+        report.reason
+    );
     assert_eq!(report.canary_requests, 0);
     assert_eq!(report.weights.len(), 1, "no alias write at all");
 }
@@ -190,9 +270,20 @@ fn a_failing_pre_traffic_hook_shifts_nothing() {
 #[test]
 fn a_slower_canary_is_rolled_back_on_latency() {
     let mut config = scenario("linear:10x1m", 100.0, 0.001, 0.001, 4);
-    config.baseline.latency = Some(fledge_core::sim::LatencyModel { p50_ms: 20.0, p99_ms: 60.0 });
-    config.canary.latency = Some(fledge_core::sim::LatencyModel { p50_ms: 25.0, p99_ms: 260.0 });
+    config.baseline.latency = Some(fledge_core::sim::LatencyModel {
+        p50_ms: 20.0,
+        p99_ms: 60.0,
+    });
+    config.canary.latency = Some(fledge_core::sim::LatencyModel {
+        p50_ms: 25.0,
+        p99_ms: 260.0,
+    });
     let report = sim::run(config);
-    assert_eq!(report.outcome, Some(Outcome::RolledBack), "{}", report.reason);
+    assert_eq!(
+        report.outcome,
+        Some(Outcome::RolledBack),
+        "{}",
+        report.reason
+    );
     assert!(report.reason.contains("p99"), "{}", report.reason);
 }

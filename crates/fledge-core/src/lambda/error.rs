@@ -81,9 +81,10 @@ impl ErrorType {
     /// errors and `Message` for others, and clients read the one the model names.
     pub fn message_field(self) -> &'static str {
         match self {
-            Self::ResourceNotFound | Self::Service | Self::InvalidRuntime | Self::InvalidZipFile => {
-                "Message"
-            }
+            Self::ResourceNotFound
+            | Self::Service
+            | Self::InvalidRuntime
+            | Self::InvalidZipFile => "Message",
             _ => "message",
         }
     }
@@ -104,7 +105,10 @@ impl fmt::Display for LambdaError {
 
 impl LambdaError {
     pub fn new(kind: ErrorType, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
@@ -139,10 +143,17 @@ impl LambdaError {
     pub fn body(&self) -> serde_json::Value {
         let mut body = serde_json::Map::new();
         if self.kind != ErrorType::Validation {
-            let origin = if self.kind.status() >= 500 { "Service" } else { "User" };
+            let origin = if self.kind.status() >= 500 {
+                "Service"
+            } else {
+                "User"
+            };
             body.insert("Type".into(), origin.into());
         }
-        body.insert(self.kind.message_field().into(), self.message.clone().into());
+        body.insert(
+            self.kind.message_field().into(),
+            self.message.clone().into(),
+        );
         serde_json::Value::Object(body)
     }
 }

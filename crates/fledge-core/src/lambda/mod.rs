@@ -8,7 +8,7 @@ mod routing;
 
 pub use error::{ErrorType, LambdaError};
 pub use name::{
-    AliasName, FunctionRef, NameKind, Qualifier, Version, DEFAULT_ACCOUNT, DEFAULT_PARTITION,
-    DEFAULT_REGION,
+    AliasName, DEFAULT_ACCOUNT, DEFAULT_PARTITION, DEFAULT_REGION, FunctionRef, NameKind,
+    Qualifier, Version,
 };
-pub use routing::{percent, AdditionalVersion, AliasRouting, RoutingRequest};
+pub use routing::{AdditionalVersion, AliasRouting, RoutingRequest, percent};

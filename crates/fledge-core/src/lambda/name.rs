@@ -277,7 +277,10 @@ impl FunctionRef {
     pub fn function_arn(&self, region: &str, account: &str) -> String {
         format!(
             "arn:{}:lambda:{}:{}:function:{}",
-            self.partition.as_deref().filter(|p| !p.is_empty()).unwrap_or(DEFAULT_PARTITION),
+            self.partition
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .unwrap_or(DEFAULT_PARTITION),
             self.region.as_deref().unwrap_or(region),
             self.account.as_deref().unwrap_or(account),
             self.name
@@ -322,50 +325,71 @@ fn is_region(s: &str) -> bool {
     }
 }
 
+/// Reads the segments as the pattern does: optional `arn:PARTITION:lambda:`, then an
+/// optional region, account and `function`, then the name and an optional qualifier. Where
+/// the optional parts make the text ambiguous, the fullest reading that fits wins.
 fn split_function_ref(input: &str, kind: NameKind) -> Option<FunctionRef> {
     let segs: Vec<&str> = input.split(':').collect();
-    let mut i = 0;
+    let mut start = 0;
     let mut partition = None;
-    let mut region = None;
-    let mut account = None;
-    let remaining = |i: usize| segs.len() - i;
-    if segs[0] == "arn" {
-        if segs.len() < 4 || segs[2] != "lambda" {
-            return None;
-        }
+    if segs.len() >= 4 && segs[0] == "arn" && segs[2] == "lambda" {
         let p = segs[1];
         let partition_ok = p.is_empty()
             || (p.starts_with("aws") && p.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'));
-        if !partition_ok {
-            return None;
-        }
-        partition = Some(p.to_string());
-        i = 3;
-        if remaining(i) >= 2 && is_region(segs[i]) {
-            region = Some(segs[i].to_string());
-            i += 1;
+        if partition_ok {
+            partition = Some(p.to_string());
+            start = 3;
         }
     }
     let is_account = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit());
-    if remaining(i) >= 2 && is_account(segs[i]) && (partition.is_some() || segs[i + 1] == "function") {
-        account = Some(segs[i].to_string());
-        i += 1;
+    for mask in (0..8u8).rev() {
+        let (with_region, with_account, with_function) =
+            (mask & 4 != 0, mask & 2 != 0, mask & 1 != 0);
+        let mut i = start;
+        let mut take = |wanted: bool, ok: &dyn Fn(&str) -> bool| -> Option<Option<String>> {
+            if !wanted {
+                return Some(None);
+            }
+            let seg = segs.get(i)?;
+            ok(seg).then(|| {
+                i += 1;
+                Some(seg.to_string())
+            })
+        };
+        let Some(region) = take(with_region, &|s| is_region(s)) else {
+            continue;
+        };
+        let Some(account) = take(with_account, &|s| is_account(s)) else {
+            continue;
+        };
+        if take(with_function, &|s| s == "function").is_none() {
+            continue;
+        }
+        if let Some(parsed) = name_and_qualifier(&segs[i..], kind) {
+            return Some(FunctionRef {
+                partition: partition.clone(),
+                region,
+                account,
+                ..parsed
+            });
+        }
     }
-    if remaining(i) >= 2 && segs[i] == "function" {
-        i += 1;
-    }
-    let name = segs[i];
+    None
+}
+
+fn name_and_qualifier(segs: &[&str], kind: NameKind) -> Option<FunctionRef> {
+    let (name, rest) = segs.split_first()?;
     let name_ok = !name.is_empty()
-        && name.bytes().all(|b| is_name_byte(b) || (kind == NameKind::Namespaced && b == b'.'));
+        && name
+            .bytes()
+            .all(|b| is_name_byte(b) || (kind == NameKind::Namespaced && b == b'.'));
     if !name_ok {
         return None;
     }
-    i += 1;
-    let qualifier = match remaining(i) {
-        0 => None,
-        1 => {
-            let q = segs[i];
-            let ok = q == "$LATEST" || (!q.is_empty() && q.bytes().all(is_name_byte));
+    let qualifier = match rest {
+        [] => None,
+        [q] => {
+            let ok = *q == "$LATEST" || (!q.is_empty() && q.bytes().all(is_name_byte));
             if !ok {
                 return None;
             }
@@ -373,7 +397,13 @@ fn split_function_ref(input: &str, kind: NameKind) -> Option<FunctionRef> {
         }
         _ => return None,
     };
-    Some(FunctionRef { name: name.to_string(), partition, region, account, qualifier })
+    Some(FunctionRef {
+        name: name.to_string(),
+        partition: None,
+        region: None,
+        account: None,
+        qualifier,
+    })
 }
 
 #[cfg(test)]
@@ -394,9 +424,13 @@ mod tests {
         assert_eq!(partial.account.as_deref(), Some("123456789012"));
         assert_eq!(partial.name, "my-function");
 
-        let full = parse("arn:aws:lambda:us-west-2:123456789012:function:my-function:live").unwrap();
+        let full =
+            parse("arn:aws:lambda:us-west-2:123456789012:function:my-function:live").unwrap();
         assert_eq!(full.region.as_deref(), Some("us-west-2"));
-        assert_eq!(full.qualifier, Some(Qualifier::Alias("live".parse().unwrap())));
+        assert_eq!(
+            full.qualifier,
+            Some(Qualifier::Alias("live".parse().unwrap()))
+        );
         assert_eq!(
             full.qualified_arn("x", "y"),
             "arn:aws:lambda:us-west-2:123456789012:function:my-function:live"
@@ -405,7 +439,10 @@ mod tests {
         let latest = parse("f:$LATEST").unwrap();
         assert_eq!(latest.qualifier, Some(Qualifier::Version(Version::Latest)));
         let version = parse("f:7").unwrap();
-        assert_eq!(version.qualifier, Some(Qualifier::Version(Version::Number(7))));
+        assert_eq!(
+            version.qualifier,
+            Some(Qualifier::Version(Version::Number(7)))
+        );
         assert!(parse("arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f").is_ok());
     }
 
@@ -414,13 +451,20 @@ mod tests {
         let name = "a".repeat(65);
         let e = parse(&name).unwrap_err();
         assert_eq!(e.kind, ErrorType::InvalidParameterValue);
-        assert!(e.message.ends_with("Member must have length less than or equal to 64"), "{e}");
+        assert!(
+            e.message
+                .ends_with("Member must have length less than or equal to 64"),
+            "{e}"
+        );
         assert!(parse(&"a".repeat(64)).is_ok());
     }
 
     #[test]
     fn a_141_character_arn_is_a_validation_error() {
-        let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{}", "a".repeat(94));
+        let arn = format!(
+            "arn:aws:lambda:us-east-1:123456789012:function:{}",
+            "a".repeat(94)
+        );
         assert_eq!(arn.len(), 141);
         let e = parse(&arn).unwrap_err();
         assert_eq!(e.kind, ErrorType::Validation);
@@ -429,10 +473,21 @@ mod tests {
 
     #[test]
     fn names_outside_the_pattern_are_validation_errors() {
-        for bad in ["my function", "f:a:b:c", "f:", ":f", "arn:aws:s3:::bucket", "f.g", "f:$latest"] {
+        for bad in [
+            "my function",
+            "f:a:b:c",
+            "f:",
+            ":f",
+            "arn:aws:s3:::bucket",
+            "f.g",
+            "f:$latest",
+        ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.kind, ErrorType::Validation, "{bad}");
-            assert!(e.message.contains("regular expression pattern"), "{bad}: {e}");
+            assert!(
+                e.message.contains("regular expression pattern"),
+                "{bad}: {e}"
+            );
         }
         assert!(FunctionRef::parse("f.g", NameKind::Namespaced).is_ok());
     }

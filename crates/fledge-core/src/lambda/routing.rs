@@ -28,12 +28,18 @@ pub struct AdditionalVersion {
 impl AliasRouting {
     /// An alias on one version, with no routing.
     pub fn single(primary: Version) -> Self {
-        AliasRouting { primary, additional: None }
+        AliasRouting {
+            primary,
+            additional: None,
+        }
     }
 
     /// `primary` plus `version` at `weight`; no checks (use [`RoutingRequest`] for input).
     pub fn split(primary: Version, version: u64, weight: f64) -> Self {
-        AliasRouting { primary, additional: Some(AdditionalVersion { version, weight }) }
+        AliasRouting {
+            primary,
+            additional: Some(AdditionalVersion { version, weight }),
+        }
     }
 
     /// The share of invocations `version` receives.
@@ -41,7 +47,10 @@ impl AliasRouting {
         let extra_weight = self.additional.map_or(0.0, |a| a.weight);
         if self.primary == version {
             1.0 - extra_weight
-        } else if self.additional.is_some_and(|a| Version::Number(a.version) == version) {
+        } else if self
+            .additional
+            .is_some_and(|a| Version::Number(a.version) == version)
+        {
             extra_weight
         } else {
             0.0
@@ -55,13 +64,15 @@ impl AliasRouting {
 
     /// The versions this routing names, primary first; each must exist.
     pub fn versions(&self) -> impl Iterator<Item = Version> + '_ {
-        std::iter::once(self.primary)
-            .chain(self.additional.map(|a| Version::Number(a.version)))
+        std::iter::once(self.primary).chain(self.additional.map(|a| Version::Number(a.version)))
     }
 
     /// The wire form of `RoutingConfig.AdditionalVersionWeights`.
     pub fn weights_map(&self) -> BTreeMap<String, f64> {
-        self.additional.iter().map(|a| (a.version.to_string(), a.weight)).collect()
+        self.additional
+            .iter()
+            .map(|a| (a.version.to_string(), a.weight))
+            .collect()
     }
 
     /// Picks the version for one invocation from a uniform draw `u` in [0, 1).
@@ -125,10 +136,13 @@ impl RoutingRequest {
                         "Number of items in AdditionalVersionWeights cannot be greater than 1",
                     ));
                 }
-                weights.iter().next().map(|(key, &weight)| AdditionalVersion {
-                    version: key.parse().expect("keys were checked to be digits"),
-                    weight,
-                })
+                weights
+                    .iter()
+                    .next()
+                    .map(|(key, &weight)| AdditionalVersion {
+                        version: key.parse().expect("keys were checked to be digits"),
+                        weight,
+                    })
             }
             None => current.and_then(|c| c.additional),
         };
@@ -145,18 +159,24 @@ impl RoutingRequest {
                 )));
             }
         }
-        Ok(AliasRouting { primary, additional })
+        Ok(AliasRouting {
+            primary,
+            additional,
+        })
     }
 }
 
 fn check_model_constraints(weights: &BTreeMap<String, f64>) -> Result<(), LambdaError> {
     let rendered = || {
-        let items: Vec<String> =
-            weights.iter().map(|(k, v)| format!("{k}={}", java_double(*v))).collect();
+        let items: Vec<String> = weights
+            .iter()
+            .map(|(k, v)| format!("{k}={}", java_double(*v)))
+            .collect();
         format!("{{{}}}", items.join(", "))
     };
     let field = "routingConfig.additionalVersionWeights";
-    let key_ok = |k: &String| !k.is_empty() && k.len() <= 1024 && k.bytes().all(|b| b.is_ascii_digit());
+    let key_ok =
+        |k: &String| !k.is_empty() && k.len() <= 1024 && k.bytes().all(|b| b.is_ascii_digit());
     if !weights.keys().all(key_ok) {
         return Err(LambdaError::validation(
             &rendered(),
@@ -214,10 +234,18 @@ mod tests {
         let e = request("1", &[("$LATEST", 0.5)]).resolve(None).unwrap_err();
         assert_eq!(e.kind, ErrorType::Validation);
         assert!(e.message.contains("Map keys must satisfy constraint"));
-        let e = request("1", &[("2", 0.1), ("3", 0.1)]).resolve(None).unwrap_err();
-        assert_eq!(e.message, "Number of items in AdditionalVersionWeights cannot be greater than 1");
+        let e = request("1", &[("2", 0.1), ("3", 0.1)])
+            .resolve(None)
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "Number of items in AdditionalVersionWeights cannot be greater than 1"
+        );
         let e = request("$LATEST", &[("2", 0.1)]).resolve(None).unwrap_err();
-        assert_eq!(e.message, "$LATEST is not supported for an alias pointing to more than 1 version");
+        assert_eq!(
+            e.message,
+            "$LATEST is not supported for an alias pointing to more than 1 version"
+        );
         let e = request("1", &[("1", 0.1)]).resolve(None).unwrap_err();
         assert_eq!(
             e.message,
@@ -228,11 +256,20 @@ mod tests {
     #[test]
     fn an_update_without_routing_keeps_the_routing_and_an_empty_map_clears_it() {
         let current = AliasRouting::split(Version::Number(1), 2, 0.3);
-        let keep = RoutingRequest { function_version: None, weights: None };
+        let keep = RoutingRequest {
+            function_version: None,
+            weights: None,
+        };
         assert_eq!(keep.resolve(Some(&current)).unwrap(), current);
         let promote = request("2", &[]);
-        assert_eq!(promote.resolve(Some(&current)).unwrap(), AliasRouting::single(Version::Number(2)));
-        let clash = RoutingRequest { function_version: Some(Version::Number(2)), weights: None };
+        assert_eq!(
+            promote.resolve(Some(&current)).unwrap(),
+            AliasRouting::single(Version::Number(2))
+        );
+        let clash = RoutingRequest {
+            function_version: Some(Version::Number(2)),
+            weights: None,
+        };
         assert!(clash.resolve(Some(&current)).is_err());
     }
 

@@ -17,7 +17,11 @@ pub type OpId = u64;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// The alias as read, for a [`Command::ReadAlias`].
-    AliasRead { op: OpId, routing: AliasRouting, revision_id: String },
+    AliasRead {
+        op: OpId,
+        routing: AliasRouting,
+        revision_id: String,
+    },
     /// A [`Command::WriteAlias`] landed; the alias has a new RevisionId.
     AliasWritten { op: OpId, revision_id: String },
     /// A read, write or hook invocation failed.
@@ -25,7 +29,11 @@ pub enum Event {
     /// The answer to a [`Command::Evaluate`].
     Verdict { op: OpId, verdict: Verdict },
     /// A hook function reported.
-    HookFinished { op: OpId, succeeded: bool, detail: String },
+    HookFinished {
+        op: OpId,
+        succeeded: bool,
+        detail: String,
+    },
     /// A person (or a script) steering the deployment.
     Operator { command: OperatorCommand },
 }
@@ -84,12 +92,27 @@ pub enum Command {
     ReadAlias { op: OpId },
     /// UpdateAlias to exactly `routing`, carrying `revision_id`; answer
     /// [`Event::AliasWritten`] or [`Event::ApiFailed`].
-    WriteAlias { op: OpId, routing: AliasRouting, revision_id: String, purpose: WritePurpose },
+    WriteAlias {
+        op: OpId,
+        routing: AliasRouting,
+        revision_id: String,
+        purpose: WritePurpose,
+    },
     /// Run the health checks and answer [`Event::Verdict`]. `step_started` is when the
     /// current weight took effect: canary requests since then count toward the step.
-    Evaluate { op: OpId, step: usize, weight: f64, step_started: Timestamp },
+    Evaluate {
+        op: OpId,
+        step: usize,
+        weight: f64,
+        step_started: Timestamp,
+    },
     /// Invoke a hook function with `payload`; answer [`Event::HookFinished`].
-    InvokeHook { op: OpId, hook: HookKind, function: String, payload: serde_json::Value },
+    InvokeHook {
+        op: OpId,
+        hook: HookKind,
+        function: String,
+        payload: serde_json::Value,
+    },
     /// Persist this record (the deployment's journal).
     Record(Record),
     /// Tell people: a state change worth a notification.
@@ -133,23 +156,85 @@ pub struct Record {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RecordKind {
-    Started { id: String, function: String, alias: String, target: u64, schedule: Vec<Step> },
-    AliasRecorded { routing: AliasRouting, revision_id: String },
-    HookInvoked { hook: HookKind, function: String },
-    HookFinished { hook: HookKind, function: String, succeeded: bool, detail: String },
+    Started {
+        id: String,
+        function: String,
+        alias: String,
+        target: u64,
+        schedule: Vec<Step>,
+    },
+    AliasRecorded {
+        routing: AliasRouting,
+        revision_id: String,
+    },
+    HookInvoked {
+        hook: HookKind,
+        function: String,
+    },
+    HookFinished {
+        hook: HookKind,
+        function: String,
+        succeeded: bool,
+        detail: String,
+    },
     /// Step `step` of `steps` (1-based) is live.
-    StepApplied { step: usize, steps: usize, weight: f64, routing: AliasRouting, hold_ms: u64 },
-    Checked { step: usize, weight: f64, verdict: Verdict },
-    StepPassed { step: usize, weight: f64 },
-    HoldExtended { step: usize, by_ms: u64, extended_ms: u64, max_ms: u64, reason: String },
-    ProceededWithoutEvidence { step: usize, reason: String },
-    Operator { command: OperatorCommand, accepted: bool, detail: String },
-    ApiError { operation: String, failure: ApiFailure, attempt: u32, retry_in_ms: Option<u64> },
-    RollbackStarted { reason: String, from: Option<AliasRouting>, to: AliasRouting },
-    AliasChangedExternally { expected: AliasRouting, found: AliasRouting },
+    StepApplied {
+        step: usize,
+        steps: usize,
+        weight: f64,
+        routing: AliasRouting,
+        hold_ms: u64,
+    },
+    Checked {
+        step: usize,
+        weight: f64,
+        verdict: Verdict,
+    },
+    StepPassed {
+        step: usize,
+        weight: f64,
+    },
+    HoldExtended {
+        step: usize,
+        by_ms: u64,
+        extended_ms: u64,
+        max_ms: u64,
+        reason: String,
+    },
+    ProceededWithoutEvidence {
+        step: usize,
+        reason: String,
+    },
+    Operator {
+        command: OperatorCommand,
+        accepted: bool,
+        detail: String,
+    },
+    ApiError {
+        operation: String,
+        failure: ApiFailure,
+        attempt: u32,
+        retry_in_ms: Option<u64>,
+    },
+    RollbackStarted {
+        reason: String,
+        from: Option<AliasRouting>,
+        to: AliasRouting,
+    },
+    AliasChangedExternally {
+        expected: AliasRouting,
+        found: AliasRouting,
+    },
     /// The driver restarted from the stored state and settles what was in flight.
-    Restarted { settling: String },
-    Finished { outcome: Outcome, reason: String, alias: Option<AliasRouting>, alias_split: bool },
+    Restarted {
+        settling: String,
+    },
+    Finished {
+        outcome: Outcome,
+        reason: String,
+        alias: Option<AliasRouting>,
+        alias_split: bool,
+    },
 }
 
 impl RecordKind {

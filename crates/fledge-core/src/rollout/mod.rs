@@ -29,10 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::judge::{self, Verdict};
 use crate::lambda::{AliasRouting, Version};
-use crate::time::{duration_millis, Timestamp};
+use crate::time::{Timestamp, duration_millis};
 
-pub use io::{Command, Event, HookKind, OpId, OperatorCommand, Outcome, Record, RecordKind, WritePurpose};
-pub use policy::{backoff, decide, Action, ApiFailure, FailureKind, Purpose};
+pub use io::{
+    Command, Event, HookKind, OpId, OperatorCommand, Outcome, Record, RecordKind, WritePurpose,
+};
+pub use policy::{Action, ApiFailure, FailureKind, Purpose, backoff, decide};
 pub use spec::{CheckPolicy, DeploymentSpec, Hooks, InconclusivePolicy, RetryPolicy};
 
 /// Where a deployment is.
@@ -78,9 +80,17 @@ enum PromoteRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum PendingOp {
     /// Reading the alias; with `reconcile`, to settle a write whose fate is unknown.
-    Read { reconcile: Option<(AliasRouting, WritePurpose)> },
-    Write { routing: AliasRouting, purpose: WritePurpose },
-    Hook { hook: HookKind, deadline: Timestamp },
+    Read {
+        reconcile: Option<(AliasRouting, WritePurpose)>,
+    },
+    Write {
+        routing: AliasRouting,
+        purpose: WritePurpose,
+    },
+    Hook {
+        hook: HookKind,
+        deadline: Timestamp,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,7 +149,11 @@ pub struct Status {
 impl Deployment {
     /// A new deployment with the id the caller minted; the returned commands start it.
     #[must_use]
-    pub fn new(id: impl Into<String>, spec: DeploymentSpec, now: Timestamp) -> (Deployment, Vec<Command>) {
+    pub fn new(
+        id: impl Into<String>,
+        spec: DeploymentSpec,
+        now: Timestamp,
+    ) -> (Deployment, Vec<Command>) {
         let mut d = Deployment {
             id: id.into(),
             spec,
@@ -159,13 +173,16 @@ impl Deployment {
             next_op: 1,
             out: Vec::new(),
         };
-        d.record(now, RecordKind::Started {
-            id: d.id.clone(),
-            function: d.spec.function.clone(),
-            alias: d.spec.alias.to_string(),
-            target: d.spec.target,
-            schedule: d.spec.schedule.steps().to_vec(),
-        });
+        d.record(
+            now,
+            RecordKind::Started {
+                id: d.id.clone(),
+                function: d.spec.function.clone(),
+                alias: d.spec.alias.to_string(),
+                target: d.spec.target,
+                schedule: d.spec.schedule.steps().to_vec(),
+            },
+        );
         d.issue(PendingOp::Read { reconcile: None });
         let out = d.take();
         (d, out)
@@ -219,11 +236,19 @@ impl Deployment {
         let target = Version::Number(self.spec.target);
         Status {
             phase: self.phase.clone(),
-            step: if matches!(self.phase, Phase::Recording | Phase::PreTrafficHook) { 0 } else { self.step + 1 },
+            step: if matches!(self.phase, Phase::Recording | Phase::PreTrafficHook) {
+                0
+            } else {
+                self.step + 1
+            },
             steps: self.spec.schedule.len(),
             weight: self.alias.as_ref().map_or(0.0, |a| a.weight_of(target)),
             paused: self.paused.is_some(),
-            hold_ends: self.hold.as_ref().filter(|_| self.paused.is_none()).map(|h| h.ends),
+            hold_ends: self
+                .hold
+                .as_ref()
+                .filter(|_| self.paused.is_none())
+                .map(|h| h.ends),
             alias: self.alias.clone(),
         }
     }
@@ -235,15 +260,23 @@ impl Deployment {
         }
         let retry = self.pending.as_ref().and_then(|p| p.retry_at);
         let hook = match &self.pending {
-            Some(Pending { what: PendingOp::Hook { deadline, .. }, .. }) => Some(*deadline),
+            Some(Pending {
+                what: PendingOp::Hook { deadline, .. },
+                ..
+            }) => Some(*deadline),
             _ => None,
         };
         let hold = self
             .hold
             .as_ref()
-            .filter(|_| self.paused.is_none() && !self.checks.deciding && self.phase == Phase::Shifting)
+            .filter(|_| {
+                self.paused.is_none() && !self.checks.deciding && self.phase == Phase::Shifting
+            })
             .map(|h| h.ends);
-        [retry, hook, hold, self.checks.next_at].into_iter().flatten().min()
+        [retry, hook, hold, self.checks.next_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- inputs ----
@@ -253,16 +286,36 @@ impl Deployment {
     pub fn handle_event(&mut self, now: Timestamp, event: Event) -> Vec<Command> {
         if !self.is_finished() {
             match event {
-                Event::AliasRead { op, routing, revision_id } => self.on_alias_read(now, op, routing, revision_id),
-                Event::AliasWritten { op, revision_id } => self.on_alias_written(now, op, revision_id),
+                Event::AliasRead {
+                    op,
+                    routing,
+                    revision_id,
+                } => self.on_alias_read(now, op, routing, revision_id),
+                Event::AliasWritten { op, revision_id } => {
+                    self.on_alias_written(now, op, revision_id)
+                }
                 Event::ApiFailed { op, failure } => self.on_api_failed(now, op, failure),
                 Event::Verdict { op, verdict } => self.on_verdict(now, op, verdict),
-                Event::HookFinished { op, succeeded, detail } => self.on_hook_finished(now, op, succeeded, detail),
+                Event::HookFinished {
+                    op,
+                    succeeded,
+                    detail,
+                } => self.on_hook_finished(now, op, succeeded, detail),
                 Event::Operator { command } => self.on_operator(now, command),
             }
         } else if let Event::Operator { command } = event {
-            let detail = format!("the deployment has ended: {}", self.outcome().expect("finished"));
-            self.record(now, RecordKind::Operator { command, accepted: false, detail });
+            let detail = format!(
+                "the deployment has ended: {}",
+                self.outcome().expect("finished")
+            );
+            self.record(
+                now,
+                RecordKind::Operator {
+                    command,
+                    accepted: false,
+                    detail,
+                },
+            );
         }
         self.take()
     }
@@ -307,18 +360,23 @@ impl Deployment {
         }
         let settling = match self.pending.as_ref().map(|p| &p.what) {
             Some(PendingOp::Write { purpose, .. }) => {
-                format!("a write ({}) was in flight; reading the alias to learn whether it landed", describe_purpose(*purpose))
+                format!(
+                    "a write ({}) was in flight; reading the alias to learn whether it landed",
+                    describe_purpose(*purpose)
+                )
             }
             Some(PendingOp::Read { .. }) => "reading the alias again".into(),
-            Some(PendingOp::Hook { hook, .. }) => format!("invoking the {} hook again", hook.lifecycle_event()),
+            Some(PendingOp::Hook { hook, .. }) => {
+                format!("invoking the {} hook again", hook.lifecycle_event())
+            }
             None => "nothing was in flight".into(),
         };
         self.record(now, RecordKind::Restarted { settling });
         if let Some(p) = self.pending.take() {
             match p.what {
-                PendingOp::Write { routing, purpose } => {
-                    self.issue(PendingOp::Read { reconcile: Some((routing, purpose)) })
-                }
+                PendingOp::Write { routing, purpose } => self.issue(PendingOp::Read {
+                    reconcile: Some((routing, purpose)),
+                }),
                 what => self.issue(what),
             }
         }
@@ -330,8 +388,16 @@ impl Deployment {
 
     // ---- alias reads and writes ----
 
-    fn on_alias_read(&mut self, now: Timestamp, op: OpId, routing: AliasRouting, revision_id: String) {
-        let Some(PendingOp::Read { reconcile }) = self.take_pending(op) else { return };
+    fn on_alias_read(
+        &mut self,
+        now: Timestamp,
+        op: OpId,
+        routing: AliasRouting,
+        revision_id: String,
+    ) {
+        let Some(PendingOp::Read { reconcile }) = self.take_pending(op) else {
+            return;
+        };
         match reconcile {
             None if self.phase == Phase::Recording => self.on_recorded(now, routing, revision_id),
             None => {}
@@ -340,15 +406,25 @@ impl Deployment {
                     self.write_landed(now, routing, revision_id, purpose);
                 } else if Some(&routing) == self.alias.as_ref() {
                     self.revision_id = Some(revision_id);
-                    self.issue(PendingOp::Write { routing: intended, purpose });
+                    self.issue(PendingOp::Write {
+                        routing: intended,
+                        purpose,
+                    });
                 } else {
                     let expected = self.alias.clone().unwrap_or(intended);
                     self.alias = Some(routing.clone());
-                    self.record(now, RecordKind::AliasChangedExternally { expected, found: routing.clone() });
+                    self.record(
+                        now,
+                        RecordKind::AliasChangedExternally {
+                            expected,
+                            found: routing.clone(),
+                        },
+                    );
                     let split = if routing.is_single() {
                         String::new()
                     } else {
-                        " The alias is SPLIT between two versions; decide by hand which to keep.".into()
+                        " The alias is SPLIT between two versions; decide by hand which to keep."
+                            .into()
                     };
                     let reason = format!(
                         "the alias was changed by someone else (now {routing}); fledge stopped and left it as it is.{split}"
@@ -361,7 +437,13 @@ impl Deployment {
 
     fn on_recorded(&mut self, now: Timestamp, routing: AliasRouting, revision_id: String) {
         let target = Version::Number(self.spec.target);
-        self.record(now, RecordKind::AliasRecorded { routing: routing.clone(), revision_id: revision_id.clone() });
+        self.record(
+            now,
+            RecordKind::AliasRecorded {
+                routing: routing.clone(),
+                revision_id: revision_id.clone(),
+            },
+        );
         self.alias = Some(routing.clone());
         self.revision_id = Some(revision_id);
         if !routing.is_single() {
@@ -371,7 +453,11 @@ impl Deployment {
             return self.finish(now, Outcome::Failed, reason);
         }
         if routing.primary == target {
-            return self.finish(now, Outcome::Promoted, format!("the alias already serves version {target}; nothing to do"));
+            return self.finish(
+                now,
+                Outcome::Promoted,
+                format!("the alias already serves version {target}; nothing to do"),
+            );
         }
         self.original = Some(routing);
         match self.spec.hooks.pre_traffic.clone() {
@@ -381,11 +467,19 @@ impl Deployment {
     }
 
     fn on_alias_written(&mut self, now: Timestamp, op: OpId, revision_id: String) {
-        let Some(PendingOp::Write { routing, purpose }) = self.take_pending(op) else { return };
+        let Some(PendingOp::Write { routing, purpose }) = self.take_pending(op) else {
+            return;
+        };
         self.write_landed(now, routing, revision_id, purpose);
     }
 
-    fn write_landed(&mut self, now: Timestamp, routing: AliasRouting, revision_id: String, purpose: WritePurpose) {
+    fn write_landed(
+        &mut self,
+        now: Timestamp,
+        routing: AliasRouting,
+        revision_id: String,
+        purpose: WritePurpose,
+    ) {
         self.alias = Some(routing.clone());
         self.revision_id = Some(revision_id);
         if let Phase::RollingBack { outcome, reason } = self.phase.clone() {
@@ -403,11 +497,22 @@ impl Deployment {
     }
 
     fn on_api_failed(&mut self, now: Timestamp, op: OpId, failure: ApiFailure) {
-        let Some(pending) = self.pending.as_ref().filter(|p| p.op == op && p.retry_at.is_none()) else { return };
+        let Some(pending) = self
+            .pending
+            .as_ref()
+            .filter(|p| p.op == op && p.retry_at.is_none())
+        else {
+            return;
+        };
         let (operation, purpose) = match &pending.what {
             PendingOp::Read { reconcile: None } => ("GetAlias".to_string(), Purpose::Read),
-            PendingOp::Read { reconcile: Some((_, p)) } => ("GetAlias".to_string(), purpose_of(*p)),
-            PendingOp::Write { purpose, .. } => (format!("UpdateAlias ({})", describe_purpose(*purpose)), purpose_of(*purpose)),
+            PendingOp::Read {
+                reconcile: Some((_, p)),
+            } => ("GetAlias".to_string(), purpose_of(*p)),
+            PendingOp::Write { purpose, .. } => (
+                format!("UpdateAlias ({})", describe_purpose(*purpose)),
+                purpose_of(*purpose),
+            ),
             PendingOp::Hook { .. } => ("Invoke (hook)".to_string(), Purpose::Forward),
         };
         let attempt = pending.attempt;
@@ -416,15 +521,29 @@ impl Deployment {
             Action::Retry { after } => Some(duration_millis(after)),
             _ => None,
         };
-        self.record(now, RecordKind::ApiError { operation: operation.clone(), failure: failure.clone(), attempt, retry_in_ms });
+        self.record(
+            now,
+            RecordKind::ApiError {
+                operation: operation.clone(),
+                failure: failure.clone(),
+                attempt,
+                retry_in_ms,
+            },
+        );
         match action {
             Action::Retry { after } => {
                 let p = self.pending.as_mut().expect("checked above");
                 p.retry_at = Some(now.add(after));
             }
             Action::Reconcile => {
-                let Some(PendingOp::Write { routing, purpose }) = self.pending.take().map(|p| p.what) else { return };
-                self.issue(PendingOp::Read { reconcile: Some((routing, purpose)) });
+                let Some(PendingOp::Write { routing, purpose }) =
+                    self.pending.take().map(|p| p.what)
+                else {
+                    return;
+                };
+                self.issue(PendingOp::Read {
+                    reconcile: Some((routing, purpose)),
+                });
             }
             Action::GiveUp => {
                 let what = self.pending.take().expect("checked above").what;
@@ -437,11 +556,18 @@ impl Deployment {
         let cause = format!("{operation} failed ({}): {}", failure.kind, failure.message);
         match what {
             PendingOp::Hook { hook, .. } => self.hook_done(now, hook, false, cause),
-            _ if self.phase == Phase::Recording => {
-                self.finish(now, Outcome::Failed, format!("could not read the alias; nothing was changed. {cause}"))
+            _ if self.phase == Phase::Recording => self.finish(
+                now,
+                Outcome::Failed,
+                format!("could not read the alias; nothing was changed. {cause}"),
+            ),
+            PendingOp::Write {
+                purpose: WritePurpose::Rollback,
+                ..
             }
-            PendingOp::Write { purpose: WritePurpose::Rollback, .. }
-            | PendingOp::Read { reconcile: Some((_, WritePurpose::Rollback)) } => {
+            | PendingOp::Read {
+                reconcile: Some((_, WritePurpose::Rollback)),
+            } => {
                 let reason = format!("the rollback could not be written. {cause}");
                 self.finish(now, Outcome::Failed, reason)
             }
@@ -470,7 +596,11 @@ impl Deployment {
         if weight >= 1.0 {
             AliasRouting::single(Version::Number(target))
         } else {
-            let primary = self.original.as_ref().expect("recorded before shifting").primary;
+            let primary = self
+                .original
+                .as_ref()
+                .expect("recorded before shifting")
+                .primary;
             AliasRouting::split(primary, target, weight)
         }
     }
@@ -483,19 +613,29 @@ impl Deployment {
         if self.alias.as_ref() == Some(&routing) {
             return self.step_live(now, k, routing);
         }
-        self.issue(PendingOp::Write { routing, purpose: WritePurpose::Step(k) });
+        self.issue(PendingOp::Write {
+            routing,
+            purpose: WritePurpose::Step(k),
+        });
     }
 
     fn step_live(&mut self, now: Timestamp, k: usize, routing: AliasRouting) {
         let step = self.spec.schedule.steps()[k];
-        self.record(now, RecordKind::StepApplied {
-            step: k + 1,
-            steps: self.spec.schedule.len(),
-            weight: step.weight,
-            routing,
-            hold_ms: duration_millis(step.hold),
+        self.record(
+            now,
+            RecordKind::StepApplied {
+                step: k + 1,
+                steps: self.spec.schedule.len(),
+                weight: step.weight,
+                routing,
+                hold_ms: duration_millis(step.hold),
+            },
+        );
+        self.hold = Some(Hold {
+            started: now,
+            ends: now.add(step.hold),
+            extended_ms: 0,
         });
-        self.hold = Some(Hold { started: now, ends: now.add(step.hold), extended_ms: 0 });
         if let Some(p) = self.paused.as_mut() {
             p.remaining_ms = Some(duration_millis(step.hold));
         }
@@ -526,7 +666,12 @@ impl Deployment {
         let op = self.mint_op();
         self.checks.pending = Some(op);
         let weight = self.spec.schedule.steps()[self.step].weight;
-        self.out.push(Command::Evaluate { op, step: self.step, weight, step_started });
+        self.out.push(Command::Evaluate {
+            op,
+            step: self.step,
+            weight,
+            step_started,
+        });
     }
 
     fn on_verdict(&mut self, now: Timestamp, op: OpId, verdict: Verdict) {
@@ -538,7 +683,14 @@ impl Deployment {
             return;
         }
         let weight = self.spec.schedule.steps()[self.step].weight;
-        self.record(now, RecordKind::Checked { step: self.step + 1, weight, verdict: verdict.clone() });
+        self.record(
+            now,
+            RecordKind::Checked {
+                step: self.step + 1,
+                weight,
+                verdict: verdict.clone(),
+            },
+        );
         self.last_verdict = Some(verdict.clone());
         if verdict.outcome == judge::Outcome::Fail {
             return self.roll_back(now, Outcome::RolledBack, verdict.reason);
@@ -552,7 +704,13 @@ impl Deployment {
         }
         match verdict.outcome {
             judge::Outcome::Pass => {
-                self.record(now, RecordKind::StepPassed { step: self.step + 1, weight });
+                self.record(
+                    now,
+                    RecordKind::StepPassed {
+                        step: self.step + 1,
+                        weight,
+                    },
+                );
                 self.advance(now);
             }
             _ => self.inconclusive_at_hold_end(now, verdict.reason),
@@ -568,16 +726,33 @@ impl Deployment {
             hold.ends = now.add(Duration::from_millis(by_ms));
             let extended_ms = hold.extended_ms;
             let step = self.step + 1;
-            return self.record(now, RecordKind::HoldExtended { step, by_ms, extended_ms, max_ms, reason });
+            return self.record(
+                now,
+                RecordKind::HoldExtended {
+                    step,
+                    by_ms,
+                    extended_ms,
+                    max_ms,
+                    reason,
+                },
+            );
         }
         let waited = crate::time::format_duration(Duration::from_millis(hold.extended_ms));
         match self.spec.checks.on_inconclusive {
             InconclusivePolicy::RollBack => {
-                let why = format!("no conclusive evidence after extending the hold by {waited}: {reason}");
+                let why = format!(
+                    "no conclusive evidence after extending the hold by {waited}: {reason}"
+                );
                 self.roll_back(now, Outcome::RolledBack, why)
             }
             InconclusivePolicy::Proceed => {
-                self.record(now, RecordKind::ProceededWithoutEvidence { step: self.step + 1, reason });
+                self.record(
+                    now,
+                    RecordKind::ProceededWithoutEvidence {
+                        step: self.step + 1,
+                        reason,
+                    },
+                );
                 self.advance(now)
             }
         }
@@ -609,7 +784,10 @@ impl Deployment {
         if self.alias.as_ref() == Some(&routing) {
             return self.finalized(now);
         }
-        self.issue(PendingOp::Write { routing, purpose: WritePurpose::Finalize });
+        self.issue(PendingOp::Write {
+            routing,
+            purpose: WritePurpose::Finalize,
+        });
     }
 
     fn finalized(&mut self, now: Timestamp) {
@@ -622,7 +800,11 @@ impl Deployment {
             }
             None => {
                 let target = self.spec.target;
-                self.finish(now, Outcome::Promoted, format!("all traffic is on version {target}"));
+                self.finish(
+                    now,
+                    Outcome::Promoted,
+                    format!("all traffic is on version {target}"),
+                );
             }
         }
     }
@@ -651,7 +833,12 @@ impl Deployment {
     }
 
     fn on_hook_finished(&mut self, now: Timestamp, op: OpId, succeeded: bool, detail: String) {
-        let Some(PendingOp::Hook { hook, .. }) = self.pending.as_ref().filter(|p| p.op == op).map(|p| p.what.clone()) else {
+        let Some(PendingOp::Hook { hook, .. }) = self
+            .pending
+            .as_ref()
+            .filter(|p| p.op == op)
+            .map(|p| p.what.clone())
+        else {
             return;
         };
         self.hook_done(now, hook, succeeded, detail);
@@ -664,16 +851,30 @@ impl Deployment {
             HookKind::PostTraffic => self.spec.hooks.post_traffic.clone(),
         }
         .unwrap_or_default();
-        self.record(now, RecordKind::HookFinished { hook, function: function.clone(), succeeded, detail: detail.clone() });
+        self.record(
+            now,
+            RecordKind::HookFinished {
+                hook,
+                function: function.clone(),
+                succeeded,
+                detail: detail.clone(),
+            },
+        );
         match (hook, succeeded) {
             (HookKind::PreTraffic, true) => self.start_shifting(now),
             (HookKind::PreTraffic, false) => {
-                let reason = format!("the pre-traffic hook {function} failed ({detail}); no traffic was shifted");
+                let reason = format!(
+                    "the pre-traffic hook {function} failed ({detail}); no traffic was shifted"
+                );
                 self.finish(now, Outcome::RolledBack, reason)
             }
             (HookKind::PostTraffic, true) => {
                 let target = self.spec.target;
-                self.finish(now, Outcome::Promoted, format!("all traffic is on version {target}; the post-traffic hook passed"))
+                self.finish(
+                    now,
+                    Outcome::Promoted,
+                    format!("all traffic is on version {target}; the post-traffic hook passed"),
+                )
             }
             (HookKind::PostTraffic, false) => {
                 let reason = format!("the post-traffic hook {function} failed ({detail})");
@@ -690,7 +891,14 @@ impl Deployment {
             Ok(detail) => (true, detail.clone()),
             Err(detail) => (false, detail.clone()),
         };
-        self.record(now, RecordKind::Operator { command, accepted, detail });
+        self.record(
+            now,
+            RecordKind::Operator {
+                command,
+                accepted,
+                detail,
+            },
+        );
         if accepted {
             self.operator_apply(now, command);
         }
@@ -720,11 +928,23 @@ impl Deployment {
     }
 
     fn operator_apply(&mut self, now: Timestamp, command: OperatorCommand) {
-        let write_in_flight = matches!(self.pending, Some(Pending { what: PendingOp::Write { .. }, .. }));
+        let write_in_flight = matches!(
+            self.pending,
+            Some(Pending {
+                what: PendingOp::Write { .. },
+                ..
+            })
+        );
         match command {
             OperatorCommand::Pause => {
-                let remaining_ms = self.hold.as_ref().map(|h| duration_millis(h.ends.since(now)));
-                self.paused = Some(Pause { at: now, remaining_ms });
+                let remaining_ms = self
+                    .hold
+                    .as_ref()
+                    .map(|h| duration_millis(h.ends.since(now)));
+                self.paused = Some(Pause {
+                    at: now,
+                    remaining_ms,
+                });
                 self.checks.deciding = false;
             }
             OperatorCommand::Resume => {
@@ -741,12 +961,20 @@ impl Deployment {
             OperatorCommand::Abort => match self.phase {
                 Phase::Recording | Phase::PreTrafficHook => {
                     self.pending = None;
-                    self.finish(now, Outcome::Aborted, "aborted by an operator before any traffic shifted".into())
+                    self.finish(
+                        now,
+                        Outcome::Aborted,
+                        "aborted by an operator before any traffic shifted".into(),
+                    )
                 }
                 _ => self.roll_back(now, Outcome::Aborted, "aborted by an operator".into()),
             },
-            OperatorCommand::Promote if write_in_flight => self.promote_request = Some(PromoteRequest::NextStep),
-            OperatorCommand::PromoteFully if write_in_flight => self.promote_request = Some(PromoteRequest::Fully),
+            OperatorCommand::Promote if write_in_flight => {
+                self.promote_request = Some(PromoteRequest::NextStep)
+            }
+            OperatorCommand::PromoteFully if write_in_flight => {
+                self.promote_request = Some(PromoteRequest::Fully)
+            }
             OperatorCommand::Promote => {
                 self.waiting = None;
                 self.step_forward(now);
@@ -762,7 +990,10 @@ impl Deployment {
     // ---- rollback and the end ----
 
     fn roll_back(&mut self, now: Timestamp, outcome: Outcome, reason: String) {
-        self.phase = Phase::RollingBack { outcome, reason: reason.clone() };
+        self.phase = Phase::RollingBack {
+            outcome,
+            reason: reason.clone(),
+        };
         self.hold = None;
         self.checks = Checks::default();
         self.paused = None;
@@ -771,10 +1002,24 @@ impl Deployment {
         let Some(original) = self.original.clone() else {
             return self.finish(now, outcome, reason);
         };
-        self.record(now, RecordKind::RollbackStarted { reason, from: self.alias.clone(), to: original.clone() });
+        self.record(
+            now,
+            RecordKind::RollbackStarted {
+                reason,
+                from: self.alias.clone(),
+                to: original.clone(),
+            },
+        );
         match &self.pending {
             // A write in flight settles first; the rollback follows it (see `write_landed`).
-            Some(Pending { what: PendingOp::Write { .. }, .. }) | Some(Pending { what: PendingOp::Read { reconcile: Some(_) }, .. }) => {}
+            Some(Pending {
+                what: PendingOp::Write { .. },
+                ..
+            })
+            | Some(Pending {
+                what: PendingOp::Read { reconcile: Some(_) },
+                ..
+            }) => {}
             _ => {
                 self.pending = None;
                 self.write_rollback(now);
@@ -783,14 +1028,20 @@ impl Deployment {
     }
 
     fn write_rollback(&mut self, now: Timestamp) {
-        let original = self.original.clone().expect("rollback needs the recorded original");
+        let original = self
+            .original
+            .clone()
+            .expect("rollback needs the recorded original");
         if self.alias.as_ref() == Some(&original) {
             if let Phase::RollingBack { outcome, reason } = self.phase.clone() {
                 self.finish(now, outcome, reason);
             }
             return;
         }
-        self.issue(PendingOp::Write { routing: original, purpose: WritePurpose::Rollback });
+        self.issue(PendingOp::Write {
+            routing: original,
+            purpose: WritePurpose::Rollback,
+        });
     }
 
     fn finish(&mut self, now: Timestamp, outcome: Outcome, reason: String) {
@@ -801,12 +1052,26 @@ impl Deployment {
         self.waiting = None;
         let alias_split = self.alias.as_ref().is_some_and(|a| !a.is_single());
         let reason = if alias_split && !reason.contains("SPLIT") {
-            format!("{reason}. WARNING: the alias is left SPLIT ({}); fix it by hand", self.alias.as_ref().expect("split"))
+            format!(
+                "{reason}. WARNING: the alias is left SPLIT ({}); fix it by hand",
+                self.alias.as_ref().expect("split")
+            )
         } else {
             reason
         };
-        self.phase = Phase::Done { outcome, reason: reason.clone() };
-        self.record(now, RecordKind::Finished { outcome, reason, alias: self.alias.clone(), alias_split });
+        self.phase = Phase::Done {
+            outcome,
+            reason: reason.clone(),
+        };
+        self.record(
+            now,
+            RecordKind::Finished {
+                outcome,
+                reason,
+                alias: self.alias.clone(),
+                alias_split,
+            },
+        );
     }
 
     // ---- plumbing ----
@@ -819,7 +1084,12 @@ impl Deployment {
 
     fn issue(&mut self, what: PendingOp) {
         let op = self.mint_op();
-        self.pending = Some(Pending { op, what, attempt: 1, retry_at: None });
+        self.pending = Some(Pending {
+            op,
+            what,
+            attempt: 1,
+            retry_at: None,
+        });
         self.send_pending();
     }
 
@@ -834,7 +1104,9 @@ impl Deployment {
     }
 
     fn send_pending(&mut self) {
-        let Some(p) = self.pending.clone() else { return };
+        let Some(p) = self.pending.clone() else {
+            return;
+        };
         let command = match p.what {
             PendingOp::Read { .. } => Command::ReadAlias { op: p.op },
             PendingOp::Write { routing, purpose } => Command::WriteAlias {
@@ -849,7 +1121,12 @@ impl Deployment {
                     HookKind::PostTraffic => self.spec.hooks.post_traffic.clone(),
                 }
                 .unwrap_or_default();
-                Command::InvokeHook { op: p.op, hook, function, payload: self.hook_payload(hook) }
+                Command::InvokeHook {
+                    op: p.op,
+                    hook,
+                    function,
+                    payload: self.hook_payload(hook),
+                }
             }
         };
         self.out.push(command);
@@ -857,7 +1134,11 @@ impl Deployment {
 
     /// Takes the pending operation if `op` answers it.
     fn take_pending(&mut self, op: OpId) -> Option<PendingOp> {
-        if self.pending.as_ref().is_some_and(|p| p.op == op && p.retry_at.is_none()) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.op == op && p.retry_at.is_none())
+        {
             self.pending.take().map(|p| p.what)
         } else {
             None

@@ -44,7 +44,10 @@ pub struct ApiFailure {
 
 impl ApiFailure {
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        ApiFailure { kind, message: message.into() }
+        ApiFailure {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -62,7 +65,9 @@ pub enum Purpose {
 /// What to do about a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    Retry { after: Duration },
+    Retry {
+        after: Duration,
+    },
     /// Read the alias to learn whether our write landed or someone else changed it.
     Reconcile,
     GiveUp,
@@ -74,7 +79,9 @@ pub fn decide(kind: FailureKind, attempt: u32, purpose: Purpose, policy: &RetryP
         FailureKind::RevisionMismatch if purpose != Purpose::Read => Action::Reconcile,
         FailureKind::Throttled | FailureKind::Unavailable => {
             if purpose == Purpose::Rollback || attempt < policy.attempts {
-                Action::Retry { after: backoff(attempt, policy) }
+                Action::Retry {
+                    after: backoff(attempt, policy),
+                }
             } else {
                 Action::GiveUp
             }
@@ -100,10 +107,31 @@ mod tests {
         use FailureKind::*;
         use Purpose as P;
         let cases = [
-            (Throttled, 1, P::Forward, Retry { after: Duration::from_millis(250) }),
-            (Unavailable, 3, P::Forward, Retry { after: Duration::from_secs(1) }),
+            (
+                Throttled,
+                1,
+                P::Forward,
+                Retry {
+                    after: Duration::from_millis(250),
+                },
+            ),
+            (
+                Unavailable,
+                3,
+                P::Forward,
+                Retry {
+                    after: Duration::from_secs(1),
+                },
+            ),
             (Unavailable, 8, P::Forward, GiveUp),
-            (Unavailable, 500, P::Rollback, Retry { after: Duration::from_secs(30) }),
+            (
+                Unavailable,
+                500,
+                P::Rollback,
+                Retry {
+                    after: Duration::from_secs(30),
+                },
+            ),
             (Throttled, 100, P::Read, GiveUp),
             (RevisionMismatch, 1, P::Forward, Reconcile),
             (RevisionMismatch, 1, P::Rollback, Reconcile),
@@ -111,7 +139,11 @@ mod tests {
             (Rejected, 1, P::Forward, GiveUp),
         ];
         for (kind, attempt, purpose, want) in cases {
-            assert_eq!(decide(kind, attempt, purpose, &p), want, "{kind:?} #{attempt} {purpose:?}");
+            assert_eq!(
+                decide(kind, attempt, purpose, &p),
+                want,
+                "{kind:?} #{attempt} {purpose:?}"
+            );
         }
     }
 }

@@ -80,7 +80,11 @@ pub struct Hooks {
 
 impl Default for Hooks {
     fn default() -> Self {
-        Hooks { pre_traffic: None, post_traffic: None, timeout: Duration::from_secs(3600) }
+        Hooks {
+            pre_traffic: None,
+            post_traffic: None,
+            timeout: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -101,6 +105,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 8, base: Duration::from_millis(250), max: Duration::from_secs(30) }
+        RetryPolicy {
+            attempts: 8,
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+        }
     }
 }

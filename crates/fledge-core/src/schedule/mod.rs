@@ -16,7 +16,7 @@ use crate::lambda::percent;
 use crate::time::{format_duration, millis};
 
 pub use seed::{SeedInput, SeedInputError};
-pub use strategy::{Preset, Strategy, StrategyError, PRESETS, STRATEGY_SYNTAX};
+pub use strategy::{PRESETS, Preset, STRATEGY_SYNTAX, Strategy, StrategyError};
 
 /// One step: the canary's share of traffic and how long it is held there.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,9 +52,15 @@ pub enum ScheduleError {
     #[error(
         "step {step} has weight {weight}, not above the previous step's {previous}; weights must strictly increase"
     )]
-    NotIncreasing { step: usize, weight: f64, previous: f64 },
+    NotIncreasing {
+        step: usize,
+        weight: f64,
+        previous: f64,
+    },
     /// A last weight below 1.0.
-    #[error("the last step has weight {weight}; a schedule must end at 1 (100%) — add a final step at 100%")]
+    #[error(
+        "the last step has weight {weight}; a schedule must end at 1 (100%) — add a final step at 100%"
+    )]
     DoesNotFinish { weight: f64 },
 }
 
@@ -66,15 +72,24 @@ impl Schedule {
         for (i, step) in steps.iter().enumerate() {
             let n = i + 1;
             if !(step.weight > 0.0 && step.weight <= 1.0) {
-                return Err(ScheduleError::WeightOutOfRange { step: n, weight: step.weight });
+                return Err(ScheduleError::WeightOutOfRange {
+                    step: n,
+                    weight: step.weight,
+                });
             }
             if step.weight <= previous {
-                return Err(ScheduleError::NotIncreasing { step: n, weight: step.weight, previous });
+                return Err(ScheduleError::NotIncreasing {
+                    step: n,
+                    weight: step.weight,
+                    previous,
+                });
             }
             previous = step.weight;
         }
         if last.weight != 1.0 {
-            return Err(ScheduleError::DoesNotFinish { weight: last.weight });
+            return Err(ScheduleError::DoesNotFinish {
+                weight: last.weight,
+            });
         }
         Ok(Schedule { steps })
     }
@@ -187,7 +202,10 @@ mod tests {
     fn serialises_as_a_list_of_steps_and_checks_on_the_way_back() {
         let s = Schedule::new(vec![Step::new(0.5, secs(60)), Step::new(1.0, secs(0))]).unwrap();
         let json = serde_json::to_string(&s).unwrap();
-        assert_eq!(json, r#"[{"weight":0.5,"hold_ms":60000},{"weight":1.0,"hold_ms":0}]"#);
+        assert_eq!(
+            json,
+            r#"[{"weight":0.5,"hold_ms":60000},{"weight":1.0,"hold_ms":0}]"#
+        );
         assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
         assert!(serde_json::from_str::<Schedule>(r#"[{"weight":0.5,"hold_ms":1}]"#).is_err());
     }

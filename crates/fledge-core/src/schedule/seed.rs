@@ -32,7 +32,11 @@ pub enum SeedInputError {
     Shape(String),
     /// A field's value is not allowed.
     #[error("invalid seed input: \"{field}\" is {value}; {fix}")]
-    Field { field: &'static str, value: String, fix: String },
+    Field {
+        field: &'static str,
+        value: String,
+        fix: String,
+    },
 }
 
 const EXAMPLE: &str = r#"{"function-name":"my-function","alias-name":"live","new-version":"2","steps":10,"interval":120,"type":"linear"}"#;
@@ -57,14 +61,21 @@ struct Raw {
 impl SeedInput {
     /// Reads and checks the JSON text.
     pub fn parse(text: &str) -> Result<SeedInput, SeedInputError> {
-        let raw: Raw = serde_json::from_str(text).map_err(|e| SeedInputError::Shape(e.to_string()))?;
-        let field = |field: &'static str, value: &dyn std::fmt::Display, fix: &str| SeedInputError::Field {
-            field,
-            value: value.to_string(),
-            fix: fix.to_string(),
-        };
-        let function = FunctionRef::parse(&raw.function_name, NameKind::Function)
-            .map_err(|e| field("function-name", &format!("'{}'", raw.function_name), &e.message))?;
+        let raw: Raw =
+            serde_json::from_str(text).map_err(|e| SeedInputError::Shape(e.to_string()))?;
+        let field =
+            |field: &'static str, value: &dyn std::fmt::Display, fix: &str| SeedInputError::Field {
+                field,
+                value: value.to_string(),
+                fix: fix.to_string(),
+            };
+        let function = FunctionRef::parse(&raw.function_name, NameKind::Function).map_err(|e| {
+            field(
+                "function-name",
+                &format!("'{}'", raw.function_name),
+                &e.message,
+            )
+        })?;
         if function.qualifier.is_some() {
             return Err(field(
                 "function-name",
@@ -86,21 +97,43 @@ impl SeedInput {
             .steps
             .as_u64()
             .filter(|s| (1..=u64::from(MAX_STEPS)).contains(s))
-            .ok_or_else(|| field("steps", &raw.steps, &format!("it must be a whole number from 1 to {MAX_STEPS}")))?;
+            .ok_or_else(|| {
+                field(
+                    "steps",
+                    &raw.steps,
+                    &format!("it must be a whole number from 1 to {MAX_STEPS}"),
+                )
+            })?;
         let interval = raw
             .interval
             .as_f64()
             .filter(|i| i.is_finite() && *i >= 0.0 && *i <= 365.0 * 86_400.0)
-            .ok_or_else(|| field("interval", &raw.interval, "it must be a number of seconds from 0 to 31536000 (a year)"))?;
+            .ok_or_else(|| {
+                field(
+                    "interval",
+                    &raw.interval,
+                    "it must be a number of seconds from 0 to 31536000 (a year)",
+                )
+            })?;
         let kind = raw.kind.as_deref().unwrap_or("linear");
         if kind != "linear" {
-            return Err(field("type", &format!("'{kind}'"), "the seed input supports only \"linear\"; use a fledge strategy (for example canary:10%/5m) for other shapes"));
+            return Err(field(
+                "type",
+                &format!("'{kind}'"),
+                "the seed input supports only \"linear\"; use a fledge strategy (for example canary:10%/5m) for other shapes",
+            ));
         }
         let strategy = Strategy::Linear {
             steps: u32::try_from(steps).expect("checked to be at most 100"),
             interval: Duration::from_secs_f64(interval),
         };
-        Ok(SeedInput { function, alias, new_version, strategy, health_check: raw.health_check.unwrap_or(true) })
+        Ok(SeedInput {
+            function,
+            alias,
+            new_version,
+            strategy,
+            health_check: raw.health_check.unwrap_or(true),
+        })
     }
 
     /// The schedule the input asks for.
@@ -114,7 +147,9 @@ mod tests {
     use super::*;
 
     fn input(steps: &str, interval: &str, extra: &str) -> String {
-        format!(r#"{{"function-name":"f","alias-name":"live","new-version":"2","steps":{steps},"interval":{interval},"type":"linear"{extra}}}"#)
+        format!(
+            r#"{{"function-name":"f","alias-name":"live","new-version":"2","steps":{steps},"interval":{interval},"type":"linear"{extra}}}"#
+        )
     }
 
     #[test]
@@ -124,7 +159,12 @@ mod tests {
         assert_eq!(seed.alias.as_str(), "live");
         let schedule = seed.schedule().unwrap();
         assert_eq!(schedule.len(), 10);
-        assert!(schedule.steps().iter().all(|s| s.hold == Duration::from_secs(120)));
+        assert!(
+            schedule
+                .steps()
+                .iter()
+                .all(|s| s.hold == Duration::from_secs(120))
+        );
         assert_eq!(schedule.steps()[9].weight, 1.0);
     }
 
@@ -141,13 +181,15 @@ mod tests {
             let e = SeedInput::parse(&input(steps, interval, "")).unwrap_err();
             assert!(e.to_string().contains(needle), "{e}");
         }
-        let e = SeedInput::parse(&input("10", "120", "").replace("linear", "exponential")).unwrap_err();
+        let e =
+            SeedInput::parse(&input("10", "120", "").replace("linear", "exponential")).unwrap_err();
         assert!(e.to_string().contains("'exponential'"), "{e}");
         let e = SeedInput::parse(&input("10", "120", r#","stepz":1"#)).unwrap_err();
         assert!(e.to_string().contains("stepz"), "{e}");
         let e = SeedInput::parse(r#"{"function-name":"f"}"#).unwrap_err();
         assert!(e.to_string().contains("missing field"), "{e}");
-        let e = SeedInput::parse(&input("10", "120", "").replace("\"2\"", "\"$LATEST\"")).unwrap_err();
+        let e =
+            SeedInput::parse(&input("10", "120", "").replace("\"2\"", "\"$LATEST\"")).unwrap_err();
         assert!(e.to_string().contains("new-version"), "{e}");
     }
 

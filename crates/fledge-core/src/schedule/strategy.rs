@@ -74,14 +74,20 @@ pub enum StrategyError {
     UnknownPreset { name: String },
     /// The strategy made steps that are not a schedule.
     #[error("strategy '{input}' makes no valid schedule: {source}")]
-    Schedule { input: String, source: ScheduleError },
+    Schedule {
+        input: String,
+        source: ScheduleError,
+    },
 }
 
 impl Strategy {
     /// The schedule this strategy makes.
     pub fn schedule(&self) -> Result<Schedule, StrategyError> {
         let input = self.to_string();
-        let out_of_range = |reason: String| StrategyError::OutOfRange { input: input.clone(), reason };
+        let out_of_range = |reason: String| StrategyError::OutOfRange {
+            input: input.clone(),
+            reason,
+        };
         let steps = match *self {
             Strategy::Linear { steps, interval } => {
                 if !(1..=MAX_STEPS).contains(&steps) {
@@ -89,7 +95,9 @@ impl Strategy {
                         "{steps} steps; use 1 to {MAX_STEPS} steps"
                     )));
                 }
-                (1..=steps).map(|i| Step::new(f64::from(i) / f64::from(steps), interval)).collect()
+                (1..=steps)
+                    .map(|i| Step::new(f64::from(i) / f64::from(steps), interval))
+                    .collect()
             }
             Strategy::Canary { weight, hold } => {
                 if !(weight > 0.0 && weight < 1.0) {
@@ -100,7 +108,11 @@ impl Strategy {
                 }
                 vec![Step::new(weight, hold), Step::new(1.0, Duration::ZERO)]
             }
-            Strategy::Exponential { start, factor, interval } => {
+            Strategy::Exponential {
+                start,
+                factor,
+                interval,
+            } => {
                 if !(start > 0.0 && start <= 1.0) {
                     return Err(out_of_range(format!(
                         "the start weight {}% must be above 0% and at most 100%",
@@ -108,7 +120,9 @@ impl Strategy {
                     )));
                 }
                 if !(factor > 1.0 && factor.is_finite()) {
-                    return Err(out_of_range(format!("the growth factor {factor} must be above 1")));
+                    return Err(out_of_range(format!(
+                        "the growth factor {factor} must be above 1"
+                    )));
                 }
                 let mut steps = Vec::new();
                 let mut weight = start;
@@ -141,12 +155,20 @@ impl Strategy {
             }
             Strategy::TimeBasedLinear { percent, minutes } => {
                 let increments = 100_u32.div_ceil(percent.max(1));
-                check_codedeploy(percent, minutes, increments.saturating_sub(1)).map_err(out_of_range)?;
+                check_codedeploy(percent, minutes, increments.saturating_sub(1))
+                    .map_err(out_of_range)?;
                 let hold = minutes_to_duration(minutes);
                 (1..=increments)
                     .map(|i| {
                         let weight = (f64::from(i * percent) / 100.0).min(1.0);
-                        Step::new(weight, if i == increments { Duration::ZERO } else { hold })
+                        Step::new(
+                            weight,
+                            if i == increments {
+                                Duration::ZERO
+                            } else {
+                                hold
+                            },
+                        )
                     })
                     .collect()
             }
@@ -163,13 +185,16 @@ impl Strategy {
             .iter()
             .find(|p| p.sam_name.eq_ignore_ascii_case(short))
             .map(Preset::strategy)
-            .ok_or_else(|| StrategyError::UnknownPreset { name: name.to_string() })
+            .ok_or_else(|| StrategyError::UnknownPreset {
+                name: name.to_string(),
+            })
     }
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 fn minutes_to_duration(minutes: u32) -> Duration {
@@ -180,7 +205,9 @@ fn minutes_to_duration(minutes: u32) -> Duration {
 /// 2880 minutes between the first shift and the last.
 fn check_codedeploy(percent: u32, minutes: u32, waits: u32) -> Result<(), String> {
     if !(1..=99).contains(&percent) {
-        return Err(format!("{percent}% per increment; CodeDeploy allows 1% to 99%"));
+        return Err(format!(
+            "{percent}% per increment; CodeDeploy allows 1% to 99%"
+        ));
     }
     if minutes == 0 {
         return Err("0 minutes between shifts; CodeDeploy needs at least 1 minute".into());
@@ -217,19 +244,35 @@ impl Preset {
 
     pub fn strategy(&self) -> Strategy {
         match self.kind {
-            PresetKind::Canary { percent, minutes } => Strategy::TimeBasedCanary { percent, minutes },
-            PresetKind::Linear { percent, minutes } => Strategy::TimeBasedLinear { percent, minutes },
+            PresetKind::Canary { percent, minutes } => {
+                Strategy::TimeBasedCanary { percent, minutes }
+            }
+            PresetKind::Linear { percent, minutes } => {
+                Strategy::TimeBasedLinear { percent, minutes }
+            }
             PresetKind::AllAtOnce => Strategy::AllAtOnce,
         }
     }
 }
 
 const fn canary(sam_name: &'static str, minutes: u32) -> Preset {
-    Preset { sam_name, kind: PresetKind::Canary { percent: 10, minutes } }
+    Preset {
+        sam_name,
+        kind: PresetKind::Canary {
+            percent: 10,
+            minutes,
+        },
+    }
 }
 
 const fn linear(sam_name: &'static str, minutes: u32) -> Preset {
-    Preset { sam_name, kind: PresetKind::Linear { percent: 10, minutes } }
+    Preset {
+        sam_name,
+        kind: PresetKind::Linear {
+            percent: 10,
+            minutes,
+        },
+    }
 }
 
 /// The nine predefined CodeDeploy configurations for Lambda.
@@ -242,11 +285,18 @@ pub const PRESETS: [Preset; 9] = [
     linear("Linear10PercentEvery2Minutes", 2),
     linear("Linear10PercentEvery3Minutes", 3),
     linear("Linear10PercentEvery10Minutes", 10),
-    Preset { sam_name: "AllAtOnce", kind: PresetKind::AllAtOnce },
+    Preset {
+        sam_name: "AllAtOnce",
+        kind: PresetKind::AllAtOnce,
+    },
 ];
 
 fn preset_names() -> String {
-    PRESETS.iter().map(|p| p.sam_name).collect::<Vec<_>>().join(", ")
+    PRESETS
+        .iter()
+        .map(|p| p.sam_name)
+        .collect::<Vec<_>>()
+        .join(", ")
         + " (or with the prefix CodeDeployDefault.Lambda)"
 }
 
@@ -256,7 +306,10 @@ impl FromStr for Strategy {
     /// Reads the compact syntax described in [`STRATEGY_SYNTAX`].
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let text = input.trim();
-        let syntax = |reason: &str| StrategyError::Syntax { input: input.to_string(), reason: reason.to_string() };
+        let syntax = |reason: &str| StrategyError::Syntax {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
         let (kind, args) = text.split_once(':').unwrap_or((text, ""));
         let duration = |s: &str| parse_duration(s).map_err(|e| syntax(&e.to_string()));
         match kind.to_ascii_lowercase().as_str() {
@@ -267,19 +320,43 @@ impl FromStr for Strategy {
                 Ok(Strategy::AllAtOnce)
             }
             "linear" => {
-                let (n, interval) = args.split_once('x').ok_or_else(|| syntax("write linear:STEPSxINTERVAL, for example linear:10x2m"))?;
-                let steps = n.trim().parse().map_err(|_| syntax(&format!("'{n}' is not a whole number of steps")))?;
-                Ok(Strategy::Linear { steps, interval: duration(interval)? })
+                let (n, interval) = args.split_once('x').ok_or_else(|| {
+                    syntax("write linear:STEPSxINTERVAL, for example linear:10x2m")
+                })?;
+                let steps = n
+                    .trim()
+                    .parse()
+                    .map_err(|_| syntax(&format!("'{n}' is not a whole number of steps")))?;
+                Ok(Strategy::Linear {
+                    steps,
+                    interval: duration(interval)?,
+                })
             }
             "canary" => {
-                let (w, hold) = args.split_once('/').ok_or_else(|| syntax("write canary:PERCENT/HOLD, for example canary:10%/5m"))?;
-                Ok(Strategy::Canary { weight: parse_percent(w).map_err(|r| syntax(&r))?, hold: duration(hold)? })
+                let (w, hold) = args.split_once('/').ok_or_else(|| {
+                    syntax("write canary:PERCENT/HOLD, for example canary:10%/5m")
+                })?;
+                Ok(Strategy::Canary {
+                    weight: parse_percent(w).map_err(|r| syntax(&r))?,
+                    hold: duration(hold)?,
+                })
             }
             "exp" | "exponential" => {
-                let (growth, interval) = args.split_once('/').ok_or_else(|| syntax("write exp:START%xFACTOR/INTERVAL, for example exp:1%x2/1m"))?;
-                let (start, factor) = growth.split_once('x').ok_or_else(|| syntax("write exp:START%xFACTOR/INTERVAL, for example exp:1%x2/1m"))?;
-                let factor: f64 = factor.trim().parse().map_err(|_| syntax(&format!("'{factor}' is not a growth factor")))?;
-                Ok(Strategy::Exponential { start: parse_percent(start).map_err(|r| syntax(&r))?, factor, interval: duration(interval)? })
+                let (growth, interval) = args.split_once('/').ok_or_else(|| {
+                    syntax("write exp:START%xFACTOR/INTERVAL, for example exp:1%x2/1m")
+                })?;
+                let (start, factor) = growth.split_once('x').ok_or_else(|| {
+                    syntax("write exp:START%xFACTOR/INTERVAL, for example exp:1%x2/1m")
+                })?;
+                let factor: f64 = factor
+                    .trim()
+                    .parse()
+                    .map_err(|_| syntax(&format!("'{factor}' is not a growth factor")))?;
+                Ok(Strategy::Exponential {
+                    start: parse_percent(start).map_err(|r| syntax(&r))?,
+                    factor,
+                    interval: duration(interval)?,
+                })
             }
             "weights" => parse_weights(args).map_err(|r| syntax(&r)),
             "time-based-canary" | "timebasedcanary" => {
@@ -299,7 +376,9 @@ impl FromStr for Strategy {
 fn parse_percent(text: &str) -> Result<f64, String> {
     let t = text.trim();
     let number = t.strip_suffix('%').unwrap_or(t);
-    let p: f64 = number.parse().map_err(|_| format!("'{t}' is not a percentage"))?;
+    let p: f64 = number
+        .parse()
+        .map_err(|_| format!("'{t}' is not a percentage"))?;
     if !p.is_finite() {
         return Err(format!("'{t}' is not a percentage"));
     }
@@ -333,8 +412,16 @@ fn parse_weights(args: &str) -> Result<Strategy, String> {
 fn parse_codedeploy_args(args: &str) -> Result<(u32, u32), String> {
     let usage = "write PERCENT/MINUTES with whole numbers, for example time-based-canary:10/5";
     let (p, m) = args.split_once('/').ok_or(usage)?;
-    let percent = p.trim().trim_end_matches('%').parse().map_err(|_| format!("'{p}' is not a whole percentage; {usage}"))?;
-    let minutes = m.trim().trim_end_matches('m').parse().map_err(|_| format!("'{m}' is not a whole number of minutes; {usage}"))?;
+    let percent = p
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{p}' is not a whole percentage; {usage}"))?;
+    let minutes = m
+        .trim()
+        .trim_end_matches('m')
+        .parse()
+        .map_err(|_| format!("'{m}' is not a whole number of minutes; {usage}"))?;
     Ok((percent, minutes))
 }
 
@@ -343,19 +430,39 @@ impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pct = |w: f64| format!("{}%", trim_float(w * 100.0));
         match self {
-            Strategy::Linear { steps, interval } => write!(f, "linear:{steps}x{}", format_duration(*interval)),
-            Strategy::Canary { weight, hold } => write!(f, "canary:{}/{}", pct(*weight), format_duration(*hold)),
-            Strategy::Exponential { start, factor, interval } => {
-                write!(f, "exp:{}x{}/{}", pct(*start), trim_float(*factor), format_duration(*interval))
+            Strategy::Linear { steps, interval } => {
+                write!(f, "linear:{steps}x{}", format_duration(*interval))
+            }
+            Strategy::Canary { weight, hold } => {
+                write!(f, "canary:{}/{}", pct(*weight), format_duration(*hold))
+            }
+            Strategy::Exponential {
+                start,
+                factor,
+                interval,
+            } => {
+                write!(
+                    f,
+                    "exp:{}x{}/{}",
+                    pct(*start),
+                    trim_float(*factor),
+                    format_duration(*interval)
+                )
             }
             Strategy::Weights { steps } => {
-                let items: Vec<String> =
-                    steps.iter().map(|s| format!("{}/{}", pct(s.weight), format_duration(s.hold))).collect();
+                let items: Vec<String> = steps
+                    .iter()
+                    .map(|s| format!("{}/{}", pct(s.weight), format_duration(s.hold)))
+                    .collect();
                 write!(f, "weights:{}", items.join(","))
             }
             Strategy::AllAtOnce => f.write_str("all-at-once"),
-            Strategy::TimeBasedCanary { percent, minutes } => write!(f, "time-based-canary:{percent}/{minutes}"),
-            Strategy::TimeBasedLinear { percent, minutes } => write!(f, "time-based-linear:{percent}/{minutes}"),
+            Strategy::TimeBasedCanary { percent, minutes } => {
+                write!(f, "time-based-canary:{percent}/{minutes}")
+            }
+            Strategy::TimeBasedLinear { percent, minutes } => {
+                write!(f, "time-based-linear:{percent}/{minutes}")
+            }
         }
     }
 }
@@ -396,35 +503,69 @@ mod tests {
         let c = plan("canary:10%/5m");
         assert_eq!((weights(&c), holds(&c)), (vec![0.1, 1.0], vec![300, 0]));
         let e = plan("exp:1%x2/1m");
-        assert_eq!(weights(&e), vec![0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0]);
+        assert_eq!(
+            weights(&e),
+            vec![0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0]
+        );
         let w = plan("weights:1,5,25,50@5m");
-        assert_eq!((weights(&w), holds(&w)), (vec![0.01, 0.05, 0.25, 0.5, 1.0], vec![300, 300, 300, 300, 0]));
+        assert_eq!(
+            (weights(&w), holds(&w)),
+            (
+                vec![0.01, 0.05, 0.25, 0.5, 1.0],
+                vec![300, 300, 300, 300, 0]
+            )
+        );
         let own = plan("weights:5/1m,50/10m,100/30m");
-        assert_eq!((weights(&own), holds(&own)), (vec![0.05, 0.5, 1.0], vec![60, 600, 1800]));
+        assert_eq!(
+            (weights(&own), holds(&own)),
+            (vec![0.05, 0.5, 1.0], vec![60, 600, 1800])
+        );
         assert_eq!(weights(&plan("all-at-once")), vec![1.0]);
     }
 
     #[test]
     fn presets_by_either_name() {
-        let sam = Strategy::preset("Linear10PercentEvery1Minute").unwrap().schedule().unwrap();
+        let sam = Strategy::preset("Linear10PercentEvery1Minute")
+            .unwrap()
+            .schedule()
+            .unwrap();
         let expected: Vec<f64> = (1..=10).map(|i| f64::from(i) / 10.0).collect();
         assert_eq!(weights(&sam), expected);
         assert_eq!(sam.total(), Duration::from_secs(9 * 60));
-        let cd = Strategy::preset("CodeDeployDefault.LambdaCanary10Percent5Minutes").unwrap().schedule().unwrap();
+        let cd = Strategy::preset("CodeDeployDefault.LambdaCanary10Percent5Minutes")
+            .unwrap()
+            .schedule()
+            .unwrap();
         assert_eq!((weights(&cd), holds(&cd)), (vec![0.1, 1.0], vec![300, 0]));
         for p in PRESETS {
-            assert!(Strategy::preset(&p.codedeploy_name()).unwrap().schedule().is_ok());
+            assert!(
+                Strategy::preset(&p.codedeploy_name())
+                    .unwrap()
+                    .schedule()
+                    .is_ok()
+            );
         }
         let e = Strategy::preset("Canary50Percent1Minute").unwrap_err();
-        assert!(e.to_string().contains("'Canary50Percent1Minute'") && e.to_string().contains("AllAtOnce"));
+        assert!(
+            e.to_string().contains("'Canary50Percent1Minute'")
+                && e.to_string().contains("AllAtOnce")
+        );
     }
 
     #[test]
     fn codedeploy_limits() {
         assert!(plan("time-based-linear:30/10").steps().len() == 4);
-        let over = "time-based-linear:1/30".parse::<Strategy>().unwrap().schedule().unwrap_err();
+        let over = "time-based-linear:1/30"
+            .parse::<Strategy>()
+            .unwrap()
+            .schedule()
+            .unwrap_err();
         assert!(over.to_string().contains("2880"), "{over}");
-        let pct = "time-based-canary:100/5".parse::<Strategy>().unwrap().schedule().unwrap_err();
+        let pct = "time-based-canary:100/5"
+            .parse::<Strategy>()
+            .unwrap()
+            .schedule()
+            .unwrap_err();
         assert!(pct.to_string().contains("100%"), "{pct}");
     }
 
@@ -441,14 +582,24 @@ mod tests {
             ("rolling:5", "'rolling'"),
             ("linear:10x2y", "'2y'"),
         ] {
-            let e = text.parse::<Strategy>().and_then(|s| s.schedule()).unwrap_err();
+            let e = text
+                .parse::<Strategy>()
+                .and_then(|s| s.schedule())
+                .unwrap_err();
             assert!(e.to_string().contains(needle), "{text}: {e}");
         }
     }
 
     #[test]
     fn display_reads_back() {
-        for text in ["linear:10x2m", "canary:10%/5m", "exp:1%x2/1m", "weights:5%/1m,50%/10m", "all-at-once", "time-based-linear:10/1"] {
+        for text in [
+            "linear:10x2m",
+            "canary:10%/5m",
+            "exp:1%x2/1m",
+            "weights:5%/1m,50%/10m",
+            "all-at-once",
+            "time-based-linear:10/1",
+        ] {
             let s: Strategy = text.parse().unwrap();
             assert_eq!(s.to_string().parse::<Strategy>().unwrap(), s, "{text}");
         }

@@ -9,15 +9,17 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use rand_distr::{Binomial, Distribution, LogNormal, Poisson};
 use serde::{Deserialize, Serialize};
 
 use crate::judge::{Observation, VersionSample};
 use crate::lambda::{AliasRouting, Version};
-use crate::rollout::{Command, Deployment, DeploymentSpec, Event, OperatorCommand, Outcome, Record};
-use crate::time::{duration_millis, Timestamp};
+use crate::rollout::{
+    Command, Deployment, DeploymentSpec, Event, OperatorCommand, Outcome, Record,
+};
+use crate::time::{Timestamp, duration_millis};
 
 /// How a version behaves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,7 +32,10 @@ pub struct VersionModel {
 
 impl VersionModel {
     pub fn with_errors(error_rate: f64) -> Self {
-        VersionModel { error_rate, latency: None }
+        VersionModel {
+            error_rate,
+            latency: None,
+        }
     }
 }
 
@@ -79,8 +84,15 @@ pub struct SimConfig {
 
 impl SimConfig {
     /// A scenario with no latency, hooks that pass, no operator, and room to finish.
-    pub fn new(spec: DeploymentSpec, rate: f64, baseline: VersionModel, canary: VersionModel, seed: u64) -> Self {
-        let slack = spec.checks.max_extension * (spec.schedule.len() as u32 + 1) + spec.hooks.timeout * 2;
+    pub fn new(
+        spec: DeploymentSpec,
+        rate: f64,
+        baseline: VersionModel,
+        canary: VersionModel,
+        seed: u64,
+    ) -> Self {
+        let slack =
+            spec.checks.max_extension * (spec.schedule.len() as u32 + 1) + spec.hooks.timeout * 2;
         SimConfig {
             seed,
             rate,
@@ -170,9 +182,16 @@ impl Sim {
         };
         let deadline = START.add(world.config.max_time);
         let script = world.config.operator.clone().into();
-        let (mut deployment, commands) = Deployment::new(format!("sim-{}", world.config.seed), spec, START);
+        let (mut deployment, commands) =
+            Deployment::new(format!("sim-{}", world.config.seed), spec, START);
         world.execute(START, &mut deployment, commands);
-        Sim { world, deployment, script, now: START, deadline }
+        Sim {
+            world,
+            deployment,
+            script,
+            now: START,
+            deadline,
+        }
     }
 
     /// Virtual time since the start.
@@ -197,7 +216,10 @@ impl Sim {
         let stop = until.map_or(self.deadline, |u| START.add(u).min(self.deadline));
         while !self.deployment.is_finished() {
             let next_script = self.script.front().map(|s| START.add(s.at));
-            let next = [self.deployment.poll_deadline(), next_script].into_iter().flatten().min();
+            let next = [self.deployment.poll_deadline(), next_script]
+                .into_iter()
+                .flatten()
+                .min();
             let Some(next) = next.filter(|t| *t <= stop) else {
                 self.world.traffic(self.now, stop);
                 self.now = stop;
@@ -206,9 +228,15 @@ impl Sim {
             let next = next.max(self.now);
             self.world.traffic(self.now, next);
             self.now = next;
-            while self.script.front().is_some_and(|s| START.add(s.at) <= self.now) {
+            while self
+                .script
+                .front()
+                .is_some_and(|s| START.add(s.at) <= self.now)
+            {
                 let command = self.script.pop_front().expect("checked").command;
-                let out = self.deployment.handle_event(self.now, Event::Operator { command });
+                let out = self
+                    .deployment
+                    .handle_event(self.now, Event::Operator { command });
                 self.world.execute(self.now, &mut self.deployment, out);
             }
             let out = self.deployment.handle_timeout(self.now);
@@ -220,13 +248,18 @@ impl Sim {
         let world = self.world;
         let reason = match self.deployment.phase() {
             crate::rollout::Phase::Done { reason, .. } => reason.clone(),
-            phase => format!("did not finish within {:?} of virtual time (still {phase:?})", world.config.max_time),
+            phase => format!(
+                "did not finish within {:?} of virtual time (still {phase:?})",
+                world.config.max_time
+            ),
         };
         SimReport {
             outcome: self.deployment.outcome(),
             reason,
             duration: self.now.since(START),
-            canary_exposure_ms: world.first_canary_traffic.map(|t| duration_millis(self.now.since(t))),
+            canary_exposure_ms: world
+                .first_canary_traffic
+                .map(|t| duration_millis(self.now.since(t))),
             canary_requests: world.canary.requests,
             canary_failures: world.canary.errors,
             baseline_requests: world.baseline.requests,
@@ -258,7 +291,12 @@ impl World {
                     routing: self.alias.clone(),
                     revision_id: self.revision.to_string(),
                 }),
-                Command::WriteAlias { op, routing, revision_id, .. } => Some(self.write(now, op, routing, &revision_id)),
+                Command::WriteAlias {
+                    op,
+                    routing,
+                    revision_id,
+                    ..
+                } => Some(self.write(now, op, routing, &revision_id)),
                 Command::Evaluate { op, .. } => {
                     let observation = self.observe(now);
                     let verdict = self.config.spec.analysis.judge(&observation);
@@ -267,7 +305,11 @@ impl World {
                 Command::InvokeHook { op, .. } => Some(Event::HookFinished {
                     op,
                     succeeded: self.config.hooks_succeed,
-                    detail: if self.config.hooks_succeed { "Succeeded".into() } else { "status Failed".into() },
+                    detail: if self.config.hooks_succeed {
+                        "Succeeded".into()
+                    } else {
+                        "status Failed".into()
+                    },
                 }),
             };
             if let Some(event) = event {
@@ -276,7 +318,13 @@ impl World {
         }
     }
 
-    fn write(&mut self, now: Timestamp, op: u64, routing: AliasRouting, revision_id: &str) -> Event {
+    fn write(
+        &mut self,
+        now: Timestamp,
+        op: u64,
+        routing: AliasRouting,
+        revision_id: &str,
+    ) -> Event {
         if revision_id != self.revision.to_string() {
             let failure = crate::rollout::ApiFailure::new(
                 crate::rollout::FailureKind::RevisionMismatch,
@@ -288,8 +336,12 @@ impl World {
         self.revision += 1;
         self.canary_in_step = 0;
         let weight = self.alias.weight_of(self.canary_version());
-        self.weights.push((duration_millis(now.since(START)), weight));
-        Event::AliasWritten { op, revision_id: self.revision.to_string() }
+        self.weights
+            .push((duration_millis(now.since(START)), weight));
+        Event::AliasWritten {
+            op,
+            revision_id: self.revision.to_string(),
+        }
     }
 
     fn observe(&self, now: Timestamp) -> Observation {
@@ -318,7 +370,11 @@ impl World {
         } else {
             self.stretch(from, to);
         }
-        while self.recent.front().is_some_and(|(end, _)| end.add(WINDOW) <= to) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(end, _)| end.add(WINDOW) <= to)
+        {
             self.recent.pop_front();
         }
     }
@@ -327,7 +383,9 @@ impl World {
         let seconds = to.since(from).as_secs_f64();
         let mean = self.config.rate * seconds;
         let total = if mean > 0.0 {
-            Poisson::new(mean).expect("mean is positive").sample(&mut self.rng) as u64
+            Poisson::new(mean)
+                .expect("mean is positive")
+                .sample(&mut self.rng) as u64
         } else {
             0
         };
