@@ -26,7 +26,7 @@ impl Timestamp {
     }
 
     /// The time `d` later, saturating instead of overflowing.
-    pub fn add(self, d: Duration) -> Timestamp {
+    pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_add(duration_millis(d)))
     }
 

@@ -35,7 +35,7 @@ fn spec(strategy: &str, pre: Option<&str>, post: Option<&str>) -> DeploymentSpec
 }
 
 fn at(secs: u64) -> Timestamp {
-    T0.add(Duration::from_secs(secs))
+    T0.plus(Duration::from_secs(secs))
 }
 
 /// A hand-driven deployment and a fake alias that answers its reads and writes.

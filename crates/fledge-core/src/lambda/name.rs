@@ -55,10 +55,10 @@ impl Version {
         if text == "$LATEST" {
             return Ok(Version::Latest);
         }
-        if !text.is_empty() && text.len() <= 1024 && text.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(n) = text.parse() {
-                return Ok(Version::Number(n));
-            }
+        let digits =
+            !text.is_empty() && text.len() <= 1024 && text.bytes().all(|b| b.is_ascii_digit());
+        if digits && let Ok(n) = text.parse() {
+            return Ok(Version::Number(n));
         }
         Err(LambdaError::validation(
             text,

@@ -330,16 +330,16 @@ impl Deployment {
         if let Some(p) = &self.pending {
             if p.retry_at.is_some_and(|t| t <= now) {
                 self.resend();
-            } else if let PendingOp::Hook { hook, deadline } = p.what {
-                if deadline <= now {
-                    let detail = format!("no report within {}s", self.spec.hooks.timeout.as_secs());
-                    self.hook_done(now, hook, false, detail);
-                }
+            } else if let PendingOp::Hook { hook, deadline } = p.what
+                && deadline <= now
+            {
+                let detail = format!("no report within {}s", self.spec.hooks.timeout.as_secs());
+                self.hook_done(now, hook, false, detail);
             }
         }
         if self.phase == Phase::Shifting {
             if self.checks.next_at.is_some_and(|t| t <= now) {
-                self.checks.next_at = Some(now.add(self.spec.checks.interval));
+                self.checks.next_at = Some(now.plus(self.spec.checks.interval));
                 self.request_check();
             }
             let hold_over = self.hold.as_ref().is_some_and(|h| h.ends <= now);
@@ -533,7 +533,7 @@ impl Deployment {
         match action {
             Action::Retry { after } => {
                 let p = self.pending.as_mut().expect("checked above");
-                p.retry_at = Some(now.add(after));
+                p.retry_at = Some(now.plus(after));
             }
             Action::Reconcile => {
                 let Some(PendingOp::Write { routing, purpose }) =
@@ -584,7 +584,7 @@ impl Deployment {
             return;
         }
         if self.spec.analysis.continuous() {
-            self.checks.next_at = Some(now.add(self.spec.checks.interval));
+            self.checks.next_at = Some(now.plus(self.spec.checks.interval));
         }
         self.step = 0;
         self.write_step(now, 0);
@@ -633,7 +633,7 @@ impl Deployment {
         );
         self.hold = Some(Hold {
             started: now,
-            ends: now.add(step.hold),
+            ends: now.plus(step.hold),
             extended_ms: 0,
         });
         if let Some(p) = self.paused.as_mut() {
@@ -723,7 +723,7 @@ impl Deployment {
         let hold = self.hold.as_mut().expect("deciding implies a hold");
         if hold.extended_ms + by_ms <= max_ms {
             hold.extended_ms += by_ms;
-            hold.ends = now.add(Duration::from_millis(by_ms));
+            hold.ends = now.plus(Duration::from_millis(by_ms));
             let extended_ms = hold.extended_ms;
             let step = self.step + 1;
             return self.record(
@@ -816,7 +816,7 @@ impl Deployment {
             self.phase = Phase::PreTrafficHook;
         }
         self.record(now, RecordKind::HookInvoked { hook, function });
-        let deadline = now.add(self.spec.hooks.timeout);
+        let deadline = now.plus(self.spec.hooks.timeout);
         self.issue(PendingOp::Hook { hook, deadline });
     }
 
@@ -950,7 +950,7 @@ impl Deployment {
             OperatorCommand::Resume => {
                 let pause = self.paused.take().expect("checked: paused");
                 if let (Some(hold), Some(ms)) = (self.hold.as_mut(), pause.remaining_ms) {
-                    hold.ends = now.add(Duration::from_millis(ms));
+                    hold.ends = now.plus(Duration::from_millis(ms));
                 }
                 match self.waiting.take() {
                     Some(Waiting::StartShifting) => self.start_shifting(now),

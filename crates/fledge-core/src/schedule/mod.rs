@@ -132,7 +132,7 @@ impl Schedule {
         self.steps[0].hold
     }
 
-    /// One line per step, for people: `1  10%  hold 5m  (starts at 0s)`.
+    /// One line per step, for people: step, weight, hold, and when it starts.
     pub fn describe(&self) -> Vec<String> {
         self.steps
             .iter()
@@ -144,7 +144,7 @@ impl Schedule {
                     format!("hold {}", format_duration(s.hold))
                 };
                 format!(
-                    "{:>3}  {:>9}  {:<16} starts at {}",
+                    "{:>4}  {:>9}  {:<16} {}",
                     i + 1,
                     percent(s.weight),
                     hold,

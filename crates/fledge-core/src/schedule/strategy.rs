@@ -15,8 +15,8 @@ pub const MAX_STEPS: u32 = 100;
 const CODEDEPLOY_MAX_MINUTES: u64 = 2880;
 
 /// The compact syntax, for help texts and error messages.
-pub const STRATEGY_SYNTAX: &str = "\
-  linear:10x2m             10 steps of +10%, each held 2m (the last, at 100%, too)
+pub const STRATEGY_SYNTAX: &str =
+    "  linear:10x2m             10 steps of +10%, each held 2m (the last, at 100%, too)
   canary:10%/5m            10% held 5m, then 100%
   exp:1%x2/1m              1%, 2%, 4%, … doubling every 1m, capped at 100% (held 1m)
   weights:1,5,25,50@5m     explicit weights (%), each held 5m, then 100%
@@ -73,10 +73,10 @@ pub enum StrategyError {
     #[error("unknown preset '{name}'; known presets: {}", preset_names())]
     UnknownPreset { name: String },
     /// The strategy made steps that are not a schedule.
-    #[error("strategy '{input}' makes no valid schedule: {source}")]
+    #[error("strategy '{input}' makes no valid schedule: {problem}")]
     Schedule {
         input: String,
-        source: ScheduleError,
+        problem: ScheduleError,
     },
 }
 
@@ -173,7 +173,7 @@ impl Strategy {
                     .collect()
             }
         };
-        Schedule::new(steps).map_err(|source| StrategyError::Schedule { input, source })
+        Schedule::new(steps).map_err(|problem| StrategyError::Schedule { input, problem })
     }
 
     /// The strategy a preset name stands for: SAM's `Canary10Percent5Minutes` or CodeDeploy's

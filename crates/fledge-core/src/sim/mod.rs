@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::judge::{Observation, VersionSample};
 use crate::lambda::{AliasRouting, Version};
+use crate::rollout::RecordKind;
 use crate::rollout::{
     Command, Deployment, DeploymentSpec, Event, OperatorCommand, Outcome, Record,
 };
@@ -127,6 +128,7 @@ pub struct SimReport {
     pub final_alias: AliasRouting,
     /// (milliseconds since start, the canary's weight) at each alias change.
     pub weights: Vec<(u64, f64)>,
+    /// The deployment's journal, less the checks that only repeat the previous outcome.
     pub records: Vec<Record>,
 }
 
@@ -180,7 +182,7 @@ impl Sim {
             records: Vec::new(),
             config,
         };
-        let deadline = START.add(world.config.max_time);
+        let deadline = START.plus(world.config.max_time);
         let script = world.config.operator.clone().into();
         let (mut deployment, commands) =
             Deployment::new(format!("sim-{}", world.config.seed), spec, START);
@@ -213,9 +215,9 @@ impl Sim {
 
     /// Runs until the deployment ends, `max_time` passes, or (if given) `until` after the start.
     pub fn run_until(&mut self, until: Option<Duration>) {
-        let stop = until.map_or(self.deadline, |u| START.add(u).min(self.deadline));
+        let stop = until.map_or(self.deadline, |u| START.plus(u).min(self.deadline));
         while !self.deployment.is_finished() {
-            let next_script = self.script.front().map(|s| START.add(s.at));
+            let next_script = self.script.front().map(|s| START.plus(s.at));
             let next = [self.deployment.poll_deadline(), next_script]
                 .into_iter()
                 .flatten()
@@ -231,7 +233,7 @@ impl Sim {
             while self
                 .script
                 .front()
-                .is_some_and(|s| START.add(s.at) <= self.now)
+                .is_some_and(|s| START.plus(s.at) <= self.now)
             {
                 let command = self.script.pop_front().expect("checked").command;
                 let out = self
@@ -282,7 +284,7 @@ impl World {
         while let Some(command) = queue.pop_front() {
             let event = match command {
                 Command::Record(record) => {
-                    self.records.push(record);
+                    self.keep(record);
                     None
                 }
                 Command::Notify(_) => None,
@@ -318,6 +320,22 @@ impl World {
         }
     }
 
+    /// Keeps a record for the report. A check whose outcome repeats the previous check's adds
+    /// nothing a reader needs, and a year of them would fill memory; every other record stays.
+    fn keep(&mut self, record: Record) {
+        if let RecordKind::Checked { verdict, .. } = &record.kind {
+            let previous = self.records.iter().rev().find_map(|r| match &r.kind {
+                RecordKind::Checked { verdict, .. } => Some(verdict.outcome),
+                RecordKind::StepApplied { .. } => Some(crate::judge::Outcome::Inconclusive),
+                _ => None,
+            });
+            if previous == Some(verdict.outcome) && verdict.outcome != crate::judge::Outcome::Fail {
+                return;
+            }
+        }
+        self.records.push(record);
+    }
+
     fn write(
         &mut self,
         now: Timestamp,
@@ -346,7 +364,7 @@ impl World {
 
     fn observe(&self, now: Timestamp) -> Observation {
         let mut last_minute = VersionSample::default();
-        for (_, s) in self.recent.iter().filter(|(end, _)| end.add(WINDOW) > now) {
+        for (_, s) in self.recent.iter().filter(|(end, _)| end.plus(WINDOW) > now) {
             last_minute.add(s);
         }
         Observation {
@@ -373,7 +391,7 @@ impl World {
         while self
             .recent
             .front()
-            .is_some_and(|(end, _)| end.add(WINDOW) <= to)
+            .is_some_and(|(end, _)| end.plus(WINDOW) <= to)
         {
             self.recent.pop_front();
         }
