@@ -21,6 +21,33 @@ pub struct Cli {
 pub enum Command {
     /// Show a schedule: every step's weight and hold, and the totals.
     Plan(PlanArgs),
+    /// Run the local Lambda-compatible platform: real functions as local processes,
+    /// weighted aliases, per-version metrics, and a CloudWatch-compatible endpoint.
+    Local(LocalArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Point the AWS CLI or an SDK at it with --endpoint-url http://ADDR (any credentials, region us-east-1).\n\
+Admin endpoints: PUT /_fledge/routing/{function}/{alias} ({\"mode\":\"exact\"} or {\"mode\":\"sticky\",\"key\":{\"header\":\"x-user-id\"}}),\n\
+POST|GET|DELETE /_fledge/faults ({\"operation\":\"UpdateAlias\",\"status\":429,\"count\":3})."
+)]
+pub struct LocalArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub addr: String,
+    /// Where functions, versions, aliases, code and alarms persist.
+    #[arg(long, default_value = ".fledge/local")]
+    pub data_dir: std::path::PathBuf,
+    /// Seed for alias routing and fault injection (repeatable runs).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Concurrent invocations per function without reserved concurrency.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: u32,
+    /// Stop warm function processes idle this long (e.g. 5m).
+    #[arg(long, default_value = "5m")]
+    pub idle_timeout: String,
 }
 
 /// Where a schedule comes from: exactly one of these.

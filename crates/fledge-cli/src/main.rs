@@ -6,6 +6,7 @@
 //! someone else).
 
 mod args;
+mod local;
 mod plan;
 
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
+        Command::Local(args) => local::run(args),
     };
     match result {
         Ok(code) => code,

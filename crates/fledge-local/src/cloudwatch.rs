@@ -1,0 +1,850 @@
+//! A CloudWatch-compatible endpoint over the local metrics: GetMetricData,
+//! GetMetricStatistics, ListMetrics, and metric alarms (PutMetricAlarm, DescribeAlarms,
+//! SetAlarmState, DeleteAlarms) evaluated on those metrics.
+//!
+//! Two wire protocols reach one dispatcher: Smithy RPC v2 CBOR
+//! (`POST /service/GraniteServiceVersion20100801/operation/<Op>`, what the Rust SDK sends)
+//! and AWS JSON 1.0 (`POST /` with `X-Amz-Target: GraniteServiceVersion20100801.<Op>`, what
+//! the AWS CLI and boto3 send). Requests become JSON values with timestamps as epoch
+//! seconds; answers are JSON values whose timestamp fields become CBOR tag 1 on the way out.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ciborium::Value as Cbor;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::metrics::{Metrics, Statistic};
+use crate::server::Platform;
+use crate::wire::now_ms;
+
+const TARGET_PREFIX: &str = "GraniteServiceVersion20100801.";
+
+/// Fields that carry timestamps in CloudWatch's shapes.
+const TIMESTAMP_FIELDS: [&str; 6] = [
+    "Timestamps",
+    "Timestamp",
+    "StateUpdatedTimestamp",
+    "AlarmConfigurationUpdatedTimestamp",
+    "StateTransitionedTimestamp",
+    "LastUpdated",
+];
+
+/// A CloudWatch error with its awsQuery-compatible code.
+#[derive(Debug)]
+pub struct CwError {
+    pub code: &'static str,
+    pub status: StatusCode,
+    pub message: String,
+}
+
+fn invalid(message: impl Into<String>) -> CwError {
+    CwError {
+        code: "InvalidParameterValue",
+        status: StatusCode::BAD_REQUEST,
+        message: message.into(),
+    }
+}
+
+fn missing(field: &str) -> CwError {
+    CwError {
+        code: "MissingParameter",
+        status: StatusCode::BAD_REQUEST,
+        message: format!("The parameter {field} is required."),
+    }
+}
+
+// ---- wire ----
+
+pub async fn cbor(
+    State(p): State<Arc<Platform>>,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if headers.contains_key("x-amz-target") {
+        return encode_cbor_error(invalid(
+            "an RPC v2 CBOR request must not carry X-Amz-Target",
+        ));
+    }
+    let request = if body.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        match ciborium::de::from_reader::<Cbor, _>(&body[..]) {
+            Ok(v) => cbor_to_json(v),
+            Err(e) => return encode_cbor_error(invalid(format!("the body is not CBOR: {e}"))),
+        }
+    };
+    match dispatch(&p, &op, request).await {
+        Ok(v) => {
+            let mut out = Vec::new();
+            ciborium::ser::into_writer(&json_to_cbor(v, false), &mut out).expect("CBOR encodes");
+            let mut response = (StatusCode::OK, out).into_response();
+            let h = response.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("application/cbor"));
+            h.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+            response
+        }
+        Err(e) => encode_cbor_error(e),
+    }
+}
+
+fn encode_cbor_error(e: CwError) -> Response {
+    let header = query_error(&e);
+    let body = Cbor::Map(vec![
+        (
+            Cbor::Text("__type".into()),
+            Cbor::Text(format!("com.amazonaws.cloudwatch#{}", e.code)),
+        ),
+        (Cbor::Text("message".into()), Cbor::Text(e.message)),
+    ]);
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&body, &mut out).expect("CBOR encodes");
+    let mut response = (e.status, out).into_response();
+    let h = response.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/cbor"));
+    h.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    h.insert("x-amzn-query-error", header);
+    response
+}
+
+fn query_error(e: &CwError) -> HeaderValue {
+    let who = if e.status.is_server_error() {
+        "Receiver"
+    } else {
+        "Sender"
+    };
+    HeaderValue::from_str(&format!("{};{who}", e.code)).expect("ascii")
+}
+
+/// AWS JSON 1.0, for the AWS CLI and boto3; the operation comes from `X-Amz-Target`.
+pub async fn json_rpc(State(p): State<Arc<Platform>>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(op) = target.strip_prefix(TARGET_PREFIX) else {
+        return encode_json_error(invalid(format!(
+            "fledge local answers CloudWatch here (X-Amz-Target: {TARGET_PREFIX}<Operation>); got X-Amz-Target '{target}'"
+        )));
+    };
+    let request = if body.is_empty() {
+        Ok(json!({}))
+    } else {
+        serde_json::from_slice(&body)
+    };
+    let request = match request {
+        Ok(v) => v,
+        Err(e) => return encode_json_error(invalid(format!("the body is not JSON: {e}"))),
+    };
+    match dispatch(&p, op, request).await {
+        Ok(v) => {
+            let mut response = (StatusCode::OK, v.to_string()).into_response();
+            response.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("application/x-amz-json-1.0"),
+            );
+            response
+        }
+        Err(e) => encode_json_error(e),
+    }
+}
+
+fn encode_json_error(e: CwError) -> Response {
+    let body =
+        json!({"__type": format!("com.amazonaws.cloudwatch#{}", e.code), "message": e.message});
+    let mut response = (e.status, body.to_string()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    h.insert("x-amzn-query-error", query_error(&e));
+    response
+}
+
+fn cbor_to_json(v: Cbor) -> Value {
+    match v {
+        Cbor::Integer(i) => {
+            let n: i128 = i.into();
+            i64::try_from(n)
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::from(n as f64))
+        }
+        Cbor::Float(f) => json!(f),
+        Cbor::Text(s) => Value::String(s),
+        Cbor::Bool(b) => Value::Bool(b),
+        Cbor::Null => Value::Null,
+        Cbor::Tag(_, inner) => cbor_to_json(*inner),
+        Cbor::Array(a) => Value::Array(a.into_iter().map(cbor_to_json).collect()),
+        Cbor::Map(m) => Value::Object(
+            m.into_iter()
+                .filter_map(|(k, v)| match k {
+                    Cbor::Text(k) => Some((k, cbor_to_json(v))),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Cbor::Bytes(b) => Value::String(String::from_utf8_lossy(&b).into_owned()),
+        _ => Value::Null,
+    }
+}
+
+fn json_to_cbor(v: Value, timestamp: bool) -> Cbor {
+    match v {
+        Value::Null => Cbor::Null,
+        Value::Bool(b) => Cbor::Bool(b),
+        Value::Number(n) if timestamp => {
+            Cbor::Tag(1, Box::new(Cbor::Float(n.as_f64().unwrap_or(0.0))))
+        }
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Cbor::Integer(i.into()),
+            None => Cbor::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => Cbor::Text(s),
+        Value::Array(a) => Cbor::Array(a.into_iter().map(|x| json_to_cbor(x, timestamp)).collect()),
+        Value::Object(o) => Cbor::Map(
+            o.into_iter()
+                .map(|(k, v)| {
+                    let ts = TIMESTAMP_FIELDS.contains(&k.as_str());
+                    (Cbor::Text(k), json_to_cbor(v, ts))
+                })
+                .collect(),
+        ),
+    }
+}
+
+// ---- operations ----
+
+async fn dispatch(p: &Platform, op: &str, request: Value) -> Result<Value, CwError> {
+    if let Err(e) = p.faults.apply(op).await {
+        let status =
+            StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = if status == StatusCode::TOO_MANY_REQUESTS {
+            "Throttling"
+        } else {
+            "InternalServiceError"
+        };
+        return Err(CwError {
+            code,
+            status,
+            message: e.message,
+        });
+    }
+    let now_s = now_ms() as f64 / 1000.0;
+    match op {
+        "GetMetricData" => get_metric_data(&p.metrics, &request),
+        "GetMetricStatistics" => get_metric_statistics(&p.metrics, &request),
+        "ListMetrics" => Ok(list_metrics(&p.metrics, &request)),
+        "PutMetricAlarm" => p.alarms.put(&request, now_s).map(|()| json!({})),
+        "DescribeAlarms" => Ok(p.alarms.describe(&p.metrics, &request, now_s)),
+        "SetAlarmState" => p.alarms.set_state(&request, now_s).map(|()| json!({})),
+        "DeleteAlarms" => p.alarms.delete(&request).map(|()| json!({})),
+        other => Err(CwError {
+            code: "InvalidAction",
+            status: StatusCode::BAD_REQUEST,
+            message: format!(
+                "fledge local does not implement the CloudWatch operation {other}; it implements GetMetricData, GetMetricStatistics, ListMetrics, PutMetricAlarm, DescribeAlarms, SetAlarmState and DeleteAlarms"
+            ),
+        }),
+    }
+}
+
+fn str_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, CwError> {
+    v.get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing(field))
+}
+
+fn time_field(v: &Value, field: &str) -> Result<f64, CwError> {
+    match v.get(field) {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| invalid(format!("{field} is not a time"))),
+        Some(Value::String(s)) => parse_iso8601(s).ok_or_else(|| {
+            invalid(format!(
+                "{field} '{s}' is not a time; use ISO 8601 or epoch seconds"
+            ))
+        }),
+        _ => Err(missing(field)),
+    }
+}
+
+/// `2026-11-26T06:00:00Z` (optionally with fractional seconds) or epoch seconds as text.
+fn parse_iso8601(s: &str) -> Option<f64> {
+    if let Ok(n) = s.parse::<f64>() {
+        return Some(n);
+    }
+    let s = s.trim_end_matches('Z');
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, mi) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec = t.next().map_or(Some(0.0), |x| x.parse::<f64>().ok())?;
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60) as f64 + sec)
+}
+
+fn dimensions(v: Option<&Value>) -> Result<BTreeMap<String, String>, CwError> {
+    let mut out = BTreeMap::new();
+    for d in v.and_then(Value::as_array).into_iter().flatten() {
+        let name = str_field(d, "Name")?;
+        let value = str_field(d, "Value")?;
+        out.insert(name.to_string(), value.to_string());
+    }
+    Ok(out)
+}
+
+fn period_field(v: &Value, field: &str) -> Result<i64, CwError> {
+    let period = v
+        .get(field)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| missing(field))?;
+    if period < 1 {
+        return Err(invalid(format!(
+            "The parameter {field} must be greater than 0."
+        )));
+    }
+    Ok(period)
+}
+
+fn get_metric_data(metrics: &Metrics, request: &Value) -> Result<Value, CwError> {
+    let queries = request
+        .get("MetricDataQueries")
+        .and_then(Value::as_array)
+        .ok_or_else(|| missing("MetricDataQueries"))?;
+    if queries.len() > 500 {
+        return Err(invalid(
+            "The collection MetricDataQueries must not have a size greater than 500.",
+        ));
+    }
+    let start = time_field(request, "StartTime")?.floor() as i64;
+    let end = time_field(request, "EndTime")?.ceil() as i64;
+    if end <= start {
+        return Err(invalid(
+            "The parameter StartTime must be less than the parameter EndTime.",
+        ));
+    }
+    let ascending = request.get("ScanBy").and_then(Value::as_str) == Some("TimestampAscending");
+    let mut results = Vec::new();
+    for q in queries {
+        let id = str_field(q, "Id")?;
+        let id_ok = id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !id_ok {
+            return Err(invalid(format!(
+                "The value {id} for parameter MetricDataQueries.member.Id is invalid: it must start with a lowercase letter and contain only letters, digits and underscores."
+            )));
+        }
+        if q.get("Expression").is_some() {
+            return Err(invalid(format!(
+                "query {id}: fledge local does not evaluate metric math expressions; ask for the metrics (MetricStat) and compute in the client"
+            )));
+        }
+        if q.get("ReturnData").and_then(Value::as_bool) == Some(false) {
+            continue;
+        }
+        let stat_block = q.get("MetricStat").ok_or_else(|| missing("MetricStat"))?;
+        let metric = stat_block
+            .get("Metric")
+            .ok_or_else(|| missing("MetricStat.Metric"))?;
+        let namespace = str_field(metric, "Namespace")?;
+        let name = str_field(metric, "MetricName")?;
+        let dims = dimensions(metric.get("Dimensions"))?;
+        let period = period_field(stat_block, "Period")?;
+        let stat_text = str_field(stat_block, "Stat")?;
+        let stat = Statistic::parse(stat_text).ok_or_else(|| invalid(format!("The statistic {stat_text} is not valid; use Sum, SampleCount, Average, Minimum, Maximum or pNN")))?;
+        let mut points: Vec<(i64, f64)> = if namespace == "AWS/Lambda" {
+            metrics
+                .query(name, &dims, start, end, period)
+                .into_iter()
+                .filter_map(|(t, a)| a.value(stat).map(|v| (t, v)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !ascending {
+            points.reverse();
+        }
+        let label = q.get("Label").and_then(Value::as_str).unwrap_or(name);
+        results.push(json!({
+            "Id": id,
+            "Label": label,
+            "Timestamps": points.iter().map(|(t, _)| *t as f64).collect::<Vec<_>>(),
+            "Values": points.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+            "StatusCode": "Complete",
+        }));
+    }
+    Ok(json!({"MetricDataResults": results, "Messages": []}))
+}
+
+fn get_metric_statistics(metrics: &Metrics, request: &Value) -> Result<Value, CwError> {
+    let namespace = str_field(request, "Namespace")?;
+    let name = str_field(request, "MetricName")?;
+    let dims = dimensions(request.get("Dimensions"))?;
+    let start = time_field(request, "StartTime")?.floor() as i64;
+    let end = time_field(request, "EndTime")?.ceil() as i64;
+    let period = period_field(request, "Period")?;
+    let plain: Vec<&str> = request
+        .get("Statistics")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let extended: Vec<&str> = request
+        .get("ExtendedStatistics")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if plain.is_empty() == extended.is_empty() {
+        return Err(CwError {
+            code: "InvalidParameterCombination",
+            status: StatusCode::BAD_REQUEST,
+            message:
+                "Exactly one of the parameters Statistics or ExtendedStatistics must be specified."
+                    .into(),
+        });
+    }
+    let points = if namespace == "AWS/Lambda" {
+        metrics.query(name, &dims, start, end, period)
+    } else {
+        Vec::new()
+    };
+    let mut datapoints = Vec::new();
+    for (t, agg) in points {
+        let mut dp = json!({"Timestamp": t as f64, "Unit": if name == "Duration" { "Milliseconds" } else { "Count" }});
+        for s in &plain {
+            let stat = Statistic::parse(s)
+                .filter(|x| !matches!(x, Statistic::Percentile(_)))
+                .ok_or_else(|| invalid(format!("The statistic {s} is not valid")))?;
+            dp[*s] = json!(agg.value(stat));
+        }
+        if !extended.is_empty() {
+            let mut ext = serde_json::Map::new();
+            for s in &extended {
+                let stat = Statistic::parse(s)
+                    .ok_or_else(|| invalid(format!("The extended statistic {s} is not valid")))?;
+                ext.insert(s.to_string(), json!(agg.value(stat)));
+            }
+            dp["ExtendedStatistics"] = Value::Object(ext);
+        }
+        datapoints.push(dp);
+    }
+    Ok(json!({"Label": name, "Datapoints": datapoints}))
+}
+
+fn list_metrics(metrics: &Metrics, request: &Value) -> Value {
+    let namespace = request.get("Namespace").and_then(Value::as_str);
+    let wanted = request.get("MetricName").and_then(Value::as_str);
+    if namespace.is_some_and(|n| n != "AWS/Lambda") {
+        return json!({"Metrics": []});
+    }
+    let mut out = Vec::new();
+    for set in metrics.dimension_sets() {
+        for name in crate::metrics::METRICS
+            .iter()
+            .filter(|m| wanted.is_none_or(|w| w == **m))
+        {
+            let dims: Vec<Value> = set
+                .iter()
+                .map(|(k, v)| json!({"Name": k, "Value": v}))
+                .collect();
+            out.push(json!({"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": dims}));
+        }
+    }
+    json!({"Metrics": out})
+}
+
+// ---- alarms ----
+
+/// A metric alarm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub name: String,
+    pub description: String,
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: BTreeMap<String, String>,
+    pub statistic: String,
+    pub period: i64,
+    pub evaluation_periods: i64,
+    pub datapoints_to_alarm: i64,
+    pub threshold: f64,
+    pub comparison: String,
+    pub treat_missing_data: String,
+    pub state: String,
+    pub state_reason: String,
+    pub state_updated: f64,
+    pub configuration_updated: f64,
+    /// A state set by SetAlarmState holds until the next evaluation after this.
+    pub manual_until: Option<f64>,
+}
+
+const COMPARISONS: [&str; 4] = [
+    "GreaterThanOrEqualToThreshold",
+    "GreaterThanThreshold",
+    "LessThanThreshold",
+    "LessThanOrEqualToThreshold",
+];
+
+impl Alarm {
+    fn breaches(&self, v: f64) -> bool {
+        match self.comparison.as_str() {
+            "GreaterThanOrEqualToThreshold" => v >= self.threshold,
+            "GreaterThanThreshold" => v > self.threshold,
+            "LessThanThreshold" => v < self.threshold,
+            _ => v <= self.threshold,
+        }
+    }
+
+    /// The state the metric puts the alarm in now, and why.
+    fn evaluate(&self, metrics: &Metrics, now: f64) -> (String, String) {
+        let stat = Statistic::parse(&self.statistic).unwrap_or(Statistic::Sum);
+        let end = now.floor() as i64;
+        let start = end - self.period * self.evaluation_periods;
+        let points = if self.namespace == "AWS/Lambda" {
+            metrics.query(&self.metric_name, &self.dimensions, start, end, self.period)
+        } else {
+            Vec::new()
+        };
+        let values: Vec<f64> = points.iter().filter_map(|(_, a)| a.value(stat)).collect();
+        let missing = (self.evaluation_periods as usize).saturating_sub(values.len());
+        let breaching = values.iter().filter(|v| self.breaches(**v)).count()
+            + if self.treat_missing_data == "breaching" {
+                missing
+            } else {
+                0
+            };
+        let considered = values.len()
+            + if matches!(
+                self.treat_missing_data.as_str(),
+                "breaching" | "notBreaching"
+            ) {
+                missing
+            } else {
+                0
+            };
+        let recent: Vec<String> = values.iter().map(|v| format!("{v}")).collect();
+        if breaching as i64 >= self.datapoints_to_alarm {
+            let reason = format!(
+                "Threshold Crossed: {breaching} of the last {} datapoints [{}] were breaching (threshold {})",
+                self.evaluation_periods,
+                recent.join(", "),
+                self.threshold
+            );
+            return ("ALARM".into(), reason);
+        }
+        if considered == 0 {
+            if self.treat_missing_data == "ignore" {
+                return (self.state.clone(), self.state_reason.clone());
+            }
+            return (
+                "INSUFFICIENT_DATA".into(),
+                format!(
+                    "Insufficient Data: no datapoints in the last {} periods of {} s",
+                    self.evaluation_periods, self.period
+                ),
+            );
+        }
+        (
+            "OK".into(),
+            format!(
+                "Threshold Crossed: {breaching} of the last {} datapoints [{}] were breaching (threshold {})",
+                self.evaluation_periods,
+                recent.join(", "),
+                self.threshold
+            ),
+        )
+    }
+
+    fn to_json(&self) -> Value {
+        let dims: Vec<Value> = self
+            .dimensions
+            .iter()
+            .map(|(k, v)| json!({"Name": k, "Value": v}))
+            .collect();
+        let mut out = json!({
+            "AlarmName": self.name,
+            "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:000000000000:alarm:{}", self.name),
+            "AlarmDescription": self.description,
+            "ActionsEnabled": false,
+            "OKActions": [], "AlarmActions": [], "InsufficientDataActions": [],
+            "StateValue": self.state,
+            "StateReason": self.state_reason,
+            "StateUpdatedTimestamp": self.state_updated,
+            "StateTransitionedTimestamp": self.state_updated,
+            "AlarmConfigurationUpdatedTimestamp": self.configuration_updated,
+            "MetricName": self.metric_name,
+            "Namespace": self.namespace,
+            "Dimensions": dims,
+            "Period": self.period,
+            "EvaluationPeriods": self.evaluation_periods,
+            "DatapointsToAlarm": self.datapoints_to_alarm,
+            "Threshold": self.threshold,
+            "ComparisonOperator": self.comparison,
+            "TreatMissingData": self.treat_missing_data,
+        });
+        if self.statistic.starts_with('p') {
+            out["ExtendedStatistic"] = json!(self.statistic);
+        } else {
+            out["Statistic"] = json!(self.statistic);
+        }
+        out
+    }
+}
+
+/// The alarms, persisted in `alarms.json`.
+pub struct Alarms {
+    path: PathBuf,
+    list: Mutex<BTreeMap<String, Alarm>>,
+}
+
+impl Alarms {
+    pub fn open(dir: &std::path::Path) -> std::io::Result<Alarms> {
+        let path = dir.join("alarms.json");
+        let list = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Alarms {
+            path,
+            list: Mutex::new(list),
+        })
+    }
+
+    fn save(&self, list: &BTreeMap<String, Alarm>) -> Result<(), CwError> {
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(list).expect("alarms serialise"),
+        )
+        .and_then(|()| std::fs::rename(&tmp, &self.path))
+        .map_err(|e| CwError {
+            code: "InternalServiceError",
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("could not save alarms: {e}"),
+        })
+    }
+
+    fn put(&self, r: &Value, now: f64) -> Result<(), CwError> {
+        let name = str_field(r, "AlarmName")?.to_string();
+        let statistic = match (
+            r.get("Statistic").and_then(Value::as_str),
+            r.get("ExtendedStatistic").and_then(Value::as_str),
+        ) {
+            (Some(s), None) | (None, Some(s)) => s.to_string(),
+            (None, None) if r.get("Metrics").is_some() => {
+                return Err(invalid(
+                    "fledge local evaluates alarms on one metric (MetricName and Statistic); metric math alarms are not available",
+                ));
+            }
+            _ => {
+                return Err(CwError {
+                    code: "InvalidParameterCombination",
+                    status: StatusCode::BAD_REQUEST,
+                    message: "Exactly one of Statistic or ExtendedStatistic must be specified."
+                        .into(),
+                });
+            }
+        };
+        if Statistic::parse(&statistic).is_none() {
+            return Err(invalid(format!("The statistic {statistic} is not valid")));
+        }
+        let comparison = str_field(r, "ComparisonOperator")?.to_string();
+        if !COMPARISONS.contains(&comparison.as_str()) {
+            return Err(invalid(format!(
+                "ComparisonOperator {comparison} is not one of {}",
+                COMPARISONS.join(", ")
+            )));
+        }
+        let evaluation_periods = r
+            .get("EvaluationPeriods")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| missing("EvaluationPeriods"))?;
+        if evaluation_periods < 1 {
+            return Err(invalid("EvaluationPeriods must be at least 1"));
+        }
+        let treat = r
+            .get("TreatMissingData")
+            .and_then(Value::as_str)
+            .unwrap_or("missing")
+            .to_string();
+        if !["missing", "breaching", "notBreaching", "ignore"].contains(&treat.as_str()) {
+            return Err(invalid(format!(
+                "TreatMissingData {treat} is not one of missing, breaching, notBreaching, ignore"
+            )));
+        }
+        let mut list = self.list.lock().expect("alarms lock");
+        let previous = list.get(&name);
+        let alarm = Alarm {
+            description: r
+                .get("AlarmDescription")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            namespace: str_field(r, "Namespace")?.to_string(),
+            metric_name: str_field(r, "MetricName")?.to_string(),
+            dimensions: dimensions(r.get("Dimensions"))?,
+            statistic,
+            period: period_field(r, "Period")?,
+            evaluation_periods,
+            datapoints_to_alarm: r
+                .get("DatapointsToAlarm")
+                .and_then(Value::as_i64)
+                .unwrap_or(evaluation_periods),
+            threshold: r
+                .get("Threshold")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| missing("Threshold"))?,
+            comparison,
+            treat_missing_data: treat,
+            state: previous.map_or("INSUFFICIENT_DATA".into(), |a| a.state.clone()),
+            state_reason: previous.map_or("Unchecked: Initial alarm creation".into(), |a| {
+                a.state_reason.clone()
+            }),
+            state_updated: previous.map_or(now, |a| a.state_updated),
+            configuration_updated: now,
+            manual_until: None,
+            name: name.clone(),
+        };
+        list.insert(name, alarm);
+        self.save(&list)
+    }
+
+    fn describe(&self, metrics: &Metrics, r: &Value, now: f64) -> Value {
+        let names: Vec<&str> = r
+            .get("AlarmNames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let prefix = r.get("AlarmNamePrefix").and_then(Value::as_str);
+        let state = r.get("StateValue").and_then(Value::as_str);
+        let mut list = self.list.lock().expect("alarms lock");
+        let mut out = Vec::new();
+        for alarm in list.values_mut() {
+            if alarm.manual_until.is_none_or(|t| now >= t) {
+                alarm.manual_until = None;
+                let (value, reason) = alarm.evaluate(metrics, now);
+                if value != alarm.state {
+                    alarm.state_updated = now;
+                }
+                alarm.state = value;
+                alarm.state_reason = reason;
+            }
+            let selected = (names.is_empty() || names.contains(&alarm.name.as_str()))
+                && prefix.is_none_or(|p| alarm.name.starts_with(p))
+                && state.is_none_or(|s| s == alarm.state);
+            if selected {
+                out.push(alarm.to_json());
+            }
+        }
+        json!({"MetricAlarms": out, "CompositeAlarms": []})
+    }
+
+    fn set_state(&self, r: &Value, now: f64) -> Result<(), CwError> {
+        let name = str_field(r, "AlarmName")?;
+        let value = str_field(r, "StateValue")?;
+        if !["OK", "ALARM", "INSUFFICIENT_DATA"].contains(&value) {
+            return Err(invalid(format!(
+                "StateValue {value} is not one of OK, ALARM, INSUFFICIENT_DATA"
+            )));
+        }
+        let reason = str_field(r, "StateReason")?;
+        let mut list = self.list.lock().expect("alarms lock");
+        let alarm = list.get_mut(name).ok_or_else(|| CwError {
+            code: "ResourceNotFound",
+            status: StatusCode::NOT_FOUND,
+            message: format!("Alarm {name} not found"),
+        })?;
+        alarm.state = value.into();
+        alarm.state_reason = reason.into();
+        alarm.state_updated = now;
+        alarm.manual_until = Some(now + alarm.period as f64);
+        self.save(&list)
+    }
+
+    fn delete(&self, r: &Value) -> Result<(), CwError> {
+        let names: Vec<&str> = r
+            .get("AlarmNames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let mut list = self.list.lock().expect("alarms lock");
+        if let Some(missing) = names.iter().find(|n| !list.contains_key(**n)) {
+            return Err(CwError {
+                code: "ResourceNotFound",
+                status: StatusCode::NOT_FOUND,
+                message: format!("Alarm {missing} not found"),
+            });
+        }
+        for n in names {
+            list.remove(n);
+        }
+        self.save(&list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_times_read_as_epoch_seconds() {
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_iso8601("2020-04-10T19:06:32Z"), Some(1_586_545_592.0));
+        assert_eq!(parse_iso8601("1586545592.5"), Some(1_586_545_592.5));
+        assert_eq!(parse_iso8601("yesterday"), None);
+    }
+
+    #[test]
+    fn timestamps_become_cbor_tag_1() {
+        let v = json!({"MetricDataResults": [{"Timestamps": [1.0, 2.0], "Values": [3.0]}]});
+        let Cbor::Map(top) = json_to_cbor(v, false) else {
+            panic!()
+        };
+        let Cbor::Array(results) = &top[0].1 else {
+            panic!()
+        };
+        let Cbor::Map(result) = &results[0] else {
+            panic!()
+        };
+        let timestamps = result
+            .iter()
+            .find(|(k, _)| *k == Cbor::Text("Timestamps".into()))
+            .unwrap();
+        let Cbor::Array(ts) = &timestamps.1 else {
+            panic!()
+        };
+        assert!(matches!(ts[0], Cbor::Tag(1, _)));
+        let values = result
+            .iter()
+            .find(|(k, _)| *k == Cbor::Text("Values".into()))
+            .unwrap();
+        let Cbor::Array(vs) = &values.1 else { panic!() };
+        assert!(matches!(vs[0], Cbor::Float(_)));
+    }
+}

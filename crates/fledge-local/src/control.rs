@@ -1,0 +1,682 @@
+//! The Lambda control API (REST-JSON, API version 2015-03-31): functions, versions, aliases
+//! and concurrency, answered as AWS answers them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use fledge_core::lambda::{
+    AliasName, ErrorType, FunctionRef, LambdaError, NameKind, Qualifier, RoutingRequest, Version,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::server::Platform;
+use crate::store::{Alias, ConfigChange, Function, FunctionVersion, NewFunction};
+use crate::wire::ApiError;
+
+type Answer = Result<Response, ApiError>;
+
+/// Reads a JSON body into `T`, answering AWS's errors for bad JSON.
+fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, LambdaError> {
+    let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| {
+        LambdaError::new(
+            ErrorType::InvalidRequestContent,
+            format!("Could not parse request body into json: {e}"),
+        )
+    })
+}
+
+/// A function name from the path, unqualified, with its region checked.
+fn function_name(
+    platform: &Platform,
+    raw: &str,
+    kind: NameKind,
+) -> Result<FunctionRef, LambdaError> {
+    let r = FunctionRef::parse(raw, kind)?;
+    r.check_region(&platform.store.region)?;
+    Ok(r)
+}
+
+fn environment_json(env: &BTreeMap<String, String>) -> Value {
+    json!({"Variables": env})
+}
+
+/// `FunctionConfiguration` as Lambda renders it.
+pub fn configuration(platform: &Platform, name: &str, v: &FunctionVersion) -> Value {
+    let arn = platform.store.function_arn(name);
+    let function_arn = match v.version {
+        Version::Latest => arn,
+        Version::Number(n) => format!("{arn}:{n}"),
+    };
+    json!({
+        "FunctionName": name,
+        "FunctionArn": function_arn,
+        "Runtime": v.runtime,
+        "Role": v.role,
+        "Handler": v.handler,
+        "CodeSize": v.code_size,
+        "Description": v.description,
+        "Timeout": v.timeout,
+        "MemorySize": v.memory_size,
+        "LastModified": v.last_modified,
+        "CodeSha256": v.code_sha256,
+        "Version": v.version.to_string(),
+        "Environment": environment_json(&v.environment),
+        "TracingConfig": {"Mode": "PassThrough"},
+        "RevisionId": v.revision_id,
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": v.architectures,
+        "EphemeralStorage": {"Size": 512},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{name}")},
+    })
+}
+
+fn alias_json(platform: &Platform, function: &str, a: &Alias) -> Value {
+    let mut out = json!({
+        "AliasArn": format!("{}:{}", platform.store.function_arn(function), a.name),
+        "Name": a.name,
+        "FunctionVersion": a.function_version.to_string(),
+        "Description": a.description,
+        "RevisionId": a.revision_id,
+    });
+    if let Some(extra) = a.additional {
+        out["RoutingConfig"] =
+            json!({"AdditionalVersionWeights": {extra.version.to_string(): extra.weight}});
+    }
+    out
+}
+
+fn created(v: Value) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+fn ok(v: Value) -> Response {
+    (StatusCode::OK, Json(v)).into_response()
+}
+
+fn decode_zip(b64: &str) -> Result<Vec<u8>, LambdaError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| {
+            LambdaError::invalid_parameter(
+                "Could not unzip uploaded file. Please check your file, then try to upload again.",
+            )
+        })
+}
+
+// ---- functions ----
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CodeInput {
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EnvironmentInput {
+    variables: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateFunctionInput {
+    function_name: String,
+    runtime: Option<String>,
+    role: Option<String>,
+    handler: Option<String>,
+    code: Option<CodeInput>,
+    description: Option<String>,
+    timeout: Option<u32>,
+    memory_size: Option<u32>,
+    #[serde(default)]
+    publish: bool,
+    environment: Option<EnvironmentInput>,
+    architectures: Option<Vec<String>>,
+    package_type: Option<String>,
+}
+
+pub async fn create_function(State(p): State<Arc<Platform>>, bytes: Bytes) -> Answer {
+    p.faults.apply("CreateFunction").await?;
+    let input: CreateFunctionInput = body(&bytes)?;
+    let name = function_name(&p, &input.function_name, NameKind::Function)?;
+    if name.qualifier.is_some() {
+        return Err(LambdaError::invalid_parameter(
+            "Creating a function with a qualifier is not supported; give the name alone",
+        )
+        .into());
+    }
+    if input.package_type.as_deref() == Some("Image") {
+        return Err(LambdaError::invalid_parameter(
+            "fledge local runs Zip packages only; container images are not available here",
+        )
+        .into());
+    }
+    let code = input
+        .code
+        .ok_or_else(|| LambdaError::validation("null", "code", "Member must not be null"))?;
+    if code.s3_bucket.is_some() || code.image_uri.is_some() {
+        return Err(LambdaError::invalid_parameter("fledge local accepts code only as Code.ZipFile (S3 and container images are not available here)").into());
+    }
+    let zip = code.zip_file.map(|z| decode_zip(&z)).transpose()?;
+    let new = NewFunction {
+        name: name.name.clone(),
+        runtime: input.runtime,
+        handler: input.handler,
+        role: input.role,
+        description: input.description,
+        timeout: input.timeout,
+        memory_size: input.memory_size,
+        environment: input.environment.and_then(|e| e.variables),
+        architectures: input.architectures,
+        zip,
+        publish: input.publish,
+    };
+    let v = p.store.create_function(new)?;
+    let mut config = configuration(&p, &name.name, &v);
+    config["State"] = json!("Pending");
+    config["StateReason"] = json!("The function is being created.");
+    config["StateReasonCode"] = json!("Creating");
+    Ok(created(config))
+}
+
+/// Finds a function and the version a qualifier names (an alias resolves to its primary).
+fn lookup(
+    p: &Platform,
+    raw: &str,
+    qualifier: Option<&str>,
+) -> Result<(String, Arc<FunctionVersion>, Option<u32>), LambdaError> {
+    let r = function_name(p, raw, NameKind::Namespaced)?.with_qualifier_param(qualifier)?;
+    p.store.read(|functions| {
+        let arn = p.store.function_arn(&r.name);
+        let missing = |q: Option<&Qualifier>| match q {
+            Some(q) => LambdaError::not_found(format!("Function not found: {arn}:{q}")),
+            None => LambdaError::not_found(format!("Function not found: {arn}")),
+        };
+        let f = functions
+            .get(&r.name)
+            .ok_or_else(|| missing(r.qualifier.as_ref()))?;
+        let v = match &r.qualifier {
+            None => f.latest.clone(),
+            Some(Qualifier::Version(v)) => f
+                .version(*v)
+                .cloned()
+                .ok_or_else(|| missing(r.qualifier.as_ref()))?,
+            Some(Qualifier::Alias(a)) => {
+                let alias = f
+                    .aliases
+                    .get(a.as_str())
+                    .ok_or_else(|| missing(r.qualifier.as_ref()))?;
+                f.version(alias.function_version)
+                    .cloned()
+                    .ok_or_else(|| missing(r.qualifier.as_ref()))?
+            }
+        };
+        Ok((f.name.clone(), v, f.reserved_concurrency))
+    })
+}
+
+#[derive(Deserialize, Default)]
+pub struct QualifierQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+pub async fn get_function(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Answer {
+    p.faults.apply("GetFunction").await?;
+    let (name, v, reserved) = lookup(&p, &name, q.qualifier.as_deref())?;
+    let mut out = json!({
+        "Configuration": configuration(&p, &name, &v),
+        "Code": {"RepositoryType": "S3", "Location": format!("{}/_fledge/code/{}.zip", p.endpoint(), v.code_id)},
+    });
+    if let Some(r) = reserved {
+        out["Concurrency"] = json!({"ReservedConcurrentExecutions": r});
+    }
+    Ok(ok(out))
+}
+
+pub async fn get_configuration(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Answer {
+    p.faults.apply("GetFunctionConfiguration").await?;
+    let (name, v, _) = lookup(&p, &name, q.qualifier.as_deref())?;
+    Ok(ok(configuration(&p, &name, &v)))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(rename = "Marker")]
+    marker: Option<String>,
+    #[serde(rename = "MaxItems")]
+    max_items: Option<usize>,
+    #[serde(rename = "FunctionVersion")]
+    function_version: Option<String>,
+}
+
+/// One page of `items`, 50 at most; the marker is the index to continue from.
+fn page<T>(items: Vec<T>, q: &ListQuery) -> Result<(Vec<T>, Option<String>), LambdaError> {
+    let max = q.max_items.unwrap_or(50);
+    if !(1..=10_000).contains(&max) {
+        return Err(LambdaError::validation(
+            &max.to_string(),
+            "maxItems",
+            "Member must have value between 1 and 10000",
+        ));
+    }
+    let max = max.min(50);
+    let start: usize = match &q.marker {
+        Some(m) => m
+            .parse()
+            .map_err(|_| LambdaError::invalid_parameter(format!("Invalid marker: {m}")))?,
+        None => 0,
+    };
+    let total = items.len();
+    let out: Vec<T> = items.into_iter().skip(start).take(max).collect();
+    let next = (start + out.len() < total).then(|| (start + out.len()).to_string());
+    Ok((out, next))
+}
+
+pub async fn list_functions(State(p): State<Arc<Platform>>, Query(q): Query<ListQuery>) -> Answer {
+    p.faults.apply("ListFunctions").await?;
+    let all: Vec<Value> = p.store.read(|functions| {
+        functions
+            .values()
+            .map(|f| configuration(&p, &f.name, &f.latest))
+            .collect()
+    });
+    let (items, next) = page(all, &q)?;
+    let mut out = json!({"Functions": items});
+    if let Some(n) = next {
+        out["NextMarker"] = json!(n);
+    }
+    Ok(ok(out))
+}
+
+pub async fn delete_function(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Answer {
+    p.faults.apply("DeleteFunction").await?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    let qualifier = match (&r.qualifier, &q.qualifier) {
+        (Some(a), Some(b)) if a.to_string() != *b => {
+            return Err(LambdaError::invalid_parameter("The derived qualifier from the function name does not match the specified qualifier.").into());
+        }
+        (Some(a), _) => Some(a.to_string()),
+        (None, b) => b.clone(),
+    };
+    p.store.delete_function(&r.name, qualifier.as_deref())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateCodeInput {
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+    #[serde(default)]
+    publish: bool,
+    #[serde(default)]
+    dry_run: bool,
+    revision_id: Option<String>,
+}
+
+pub async fn update_code(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("UpdateFunctionCode").await?;
+    let input: UpdateCodeInput = body(&bytes)?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    if input.s3_bucket.is_some() || input.image_uri.is_some() {
+        return Err(LambdaError::invalid_parameter("fledge local accepts code only as ZipFile (S3 and container images are not available here)").into());
+    }
+    let zip = input.zip_file.ok_or_else(|| {
+        LambdaError::invalid_parameter("Please provide a source for function code.")
+    })?;
+    let v = p.store.update_code(
+        &r.name,
+        decode_zip(&zip)?,
+        input.revision_id.as_deref(),
+        input.publish,
+        input.dry_run,
+    )?;
+    let mut config = configuration(&p, &r.name, &v);
+    if v.version == Version::Latest {
+        config["LastUpdateStatus"] = json!("InProgress");
+        config["LastUpdateStatusReason"] = json!("The function is being created.");
+        config["LastUpdateStatusReasonCode"] = json!("Creating");
+    }
+    Ok(ok(config))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateConfigInput {
+    runtime: Option<String>,
+    role: Option<String>,
+    handler: Option<String>,
+    description: Option<String>,
+    timeout: Option<u32>,
+    memory_size: Option<u32>,
+    environment: Option<EnvironmentInput>,
+    revision_id: Option<String>,
+}
+
+pub async fn update_configuration(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("UpdateFunctionConfiguration").await?;
+    let input: UpdateConfigInput = body(&bytes)?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    let change = ConfigChange {
+        runtime: input.runtime,
+        handler: input.handler,
+        role: input.role,
+        description: input.description,
+        timeout: input.timeout,
+        memory_size: input.memory_size,
+        environment: input.environment.map(|e| e.variables.unwrap_or_default()),
+        revision_id: input.revision_id,
+    };
+    let v = p.store.update_configuration(&r.name, change)?;
+    Ok(ok(configuration(&p, &r.name, &v)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct PublishInput {
+    code_sha256: Option<String>,
+    description: Option<String>,
+    revision_id: Option<String>,
+}
+
+pub async fn publish_version(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("PublishVersion").await?;
+    let input: PublishInput = body(&bytes)?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    let v = p.store.publish_version(
+        &r.name,
+        input.code_sha256.as_deref(),
+        input.description,
+        input.revision_id.as_deref(),
+    )?;
+    Ok(created(configuration(&p, &r.name, &v)))
+}
+
+pub async fn list_versions(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Answer {
+    p.faults.apply("ListVersionsByFunction").await?;
+    let r = function_name(&p, &name, NameKind::Namespaced)?;
+    let all = p.store.read(|functions| {
+        let f = functions.get(&r.name).ok_or_else(|| {
+            LambdaError::not_found(format!(
+                "Function not found: {}",
+                p.store.function_arn(&r.name)
+            ))
+        })?;
+        let mut latest = configuration(&p, &f.name, &f.latest);
+        latest["FunctionArn"] = json!(format!("{}:$LATEST", p.store.function_arn(&f.name)));
+        let mut all = vec![latest];
+        all.extend(f.versions.values().map(|v| configuration(&p, &f.name, v)));
+        Ok::<_, LambdaError>(all)
+    })?;
+    let (items, next) = page(all, &q)?;
+    let mut out = json!({"Versions": items});
+    if let Some(n) = next {
+        out["NextMarker"] = json!(n);
+    }
+    Ok(ok(out))
+}
+
+// ---- aliases ----
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RoutingInput {
+    additional_version_weights: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CreateAliasInput {
+    name: String,
+    function_version: String,
+    description: Option<String>,
+    routing_config: Option<RoutingInput>,
+}
+
+fn version_param(text: &str) -> Result<Version, LambdaError> {
+    if text == "$LATEST.PUBLISHED" {
+        return Err(LambdaError::invalid_parameter(
+            "$LATEST.PUBLISHED belongs to Lambda Managed Instances, which fledge local does not provide",
+        ));
+    }
+    Version::parse_field(text, "functionVersion")
+}
+
+pub async fn create_alias(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("CreateAlias").await?;
+    let input: CreateAliasInput = body(&bytes)?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    let alias = AliasName::parse_field(&input.name, "name")?;
+    let request = RoutingRequest {
+        function_version: Some(version_param(&input.function_version)?),
+        weights: input
+            .routing_config
+            .and_then(|rc| rc.additional_version_weights),
+    };
+    let a = p
+        .store
+        .create_alias(&r.name, &alias, request, input.description)?;
+    Ok(created(alias_json(&p, &r.name, &a)))
+}
+
+fn find_alias(p: &Platform, function: &str, alias: &str) -> Result<Alias, LambdaError> {
+    p.store.read(|functions| {
+        let f: &Function = functions.get(function).ok_or_else(|| {
+            LambdaError::not_found(format!(
+                "Function not found: {}",
+                p.store.function_arn(function)
+            ))
+        })?;
+        f.aliases.get(alias).cloned().ok_or_else(|| {
+            LambdaError::not_found(format!(
+                "Cannot find alias arn: {}:{alias}",
+                p.store.function_arn(function)
+            ))
+        })
+    })
+}
+
+pub async fn get_alias(
+    State(p): State<Arc<Platform>>,
+    Path((name, alias)): Path<(String, String)>,
+) -> Answer {
+    p.faults.apply("GetAlias").await?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    AliasName::parse_field(&alias, "name")?;
+    let a = find_alias(&p, &r.name, &alias)?;
+    Ok(ok(alias_json(&p, &r.name, &a)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct UpdateAliasInput {
+    function_version: Option<String>,
+    description: Option<String>,
+    routing_config: Option<RoutingInput>,
+    revision_id: Option<String>,
+}
+
+pub async fn update_alias(
+    State(p): State<Arc<Platform>>,
+    Path((name, alias)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("UpdateAlias").await?;
+    let input: UpdateAliasInput = body(&bytes)?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    AliasName::parse_field(&alias, "name")?;
+    let request = RoutingRequest {
+        function_version: input
+            .function_version
+            .as_deref()
+            .map(version_param)
+            .transpose()?,
+        weights: input
+            .routing_config
+            .map(|rc| rc.additional_version_weights.unwrap_or_default()),
+    };
+    let a = p.store.update_alias(
+        &r.name,
+        &alias,
+        request,
+        input.description,
+        input.revision_id.as_deref(),
+    )?;
+    Ok(ok(alias_json(&p, &r.name, &a)))
+}
+
+pub async fn delete_alias(
+    State(p): State<Arc<Platform>>,
+    Path((name, alias)): Path<(String, String)>,
+) -> Answer {
+    p.faults.apply("DeleteAlias").await?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    AliasName::parse_field(&alias, "name")?;
+    p.store.delete_alias(&r.name, &alias)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn list_aliases(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Answer {
+    p.faults.apply("ListAliases").await?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    let filter = q
+        .function_version
+        .as_deref()
+        .map(version_param)
+        .transpose()?;
+    let all = p.store.read(|functions| {
+        let f = functions.get(&r.name).ok_or_else(|| {
+            LambdaError::not_found(format!(
+                "Function not found: {}",
+                p.store.function_arn(&r.name)
+            ))
+        })?;
+        Ok::<_, LambdaError>(
+            f.aliases
+                .values()
+                .filter(|a| filter.is_none_or(|v| a.routing().versions().any(|x| x == v)))
+                .map(|a| alias_json(&p, &f.name, a))
+                .collect::<Vec<_>>(),
+        )
+    })?;
+    let (items, next) = page(all, &q)?;
+    let mut out = json!({"Aliases": items});
+    if let Some(n) = next {
+        out["NextMarker"] = json!(n);
+    }
+    Ok(ok(out))
+}
+
+// ---- concurrency ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConcurrencyInput {
+    reserved_concurrent_executions: i64,
+}
+
+pub async fn put_concurrency(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("PutFunctionConcurrency").await?;
+    let input: ConcurrencyInput = body(&bytes)?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    let n = u32::try_from(input.reserved_concurrent_executions).map_err(|_| {
+        LambdaError::validation(
+            &input.reserved_concurrent_executions.to_string(),
+            "reservedConcurrentExecutions",
+            "Member must have value greater than or equal to 0",
+        )
+    })?;
+    p.store.set_concurrency(&r.name, Some(n))?;
+    Ok(ok(json!({"ReservedConcurrentExecutions": n})))
+}
+
+pub async fn get_concurrency(State(p): State<Arc<Platform>>, Path(name): Path<String>) -> Answer {
+    p.faults.apply("GetFunctionConcurrency").await?;
+    let (_, _, reserved) = lookup(&p, &name, None)?;
+    Ok(ok(match reserved {
+        Some(n) => json!({"ReservedConcurrentExecutions": n}),
+        None => json!({}),
+    }))
+}
+
+pub async fn delete_concurrency(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+) -> Answer {
+    p.faults.apply("DeleteFunctionConcurrency").await?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    p.store.set_concurrency(&r.name, None)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Any Lambda path fledge local does not implement: a clear, non-retryable answer at once.
+pub async fn unsupported(method: Method, uri: Uri) -> Response {
+    let e = LambdaError::new(
+        ErrorType::InvalidRequestContent,
+        format!(
+            "fledge local does not implement {method} {}. It implements functions (create, get, list, delete, update code and configuration), versions, aliases, concurrency, Invoke, and CloudWatch's GetMetricData, GetMetricStatistics, ListMetrics and metric alarms.",
+            uri.path()
+        ),
+    );
+    let mut response = ApiError(e).into_response();
+    response.headers_mut().insert(
+        "x-amzn-errortype",
+        "UnsupportedOperationException".parse().expect("ascii"),
+    );
+    response
+}

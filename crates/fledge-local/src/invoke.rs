@@ -1,0 +1,556 @@
+//! Invoke: resolve the qualifier, route an alias, take or start a process, run, and answer
+//! as Lambda does (headers, function errors, timeouts, throttles), leaving metrics behind.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use fledge_core::lambda::{ErrorType, FunctionRef, LambdaError, NameKind, Qualifier, Version};
+use serde::Deserialize;
+
+use crate::metrics::{Sample, SeriesKey};
+use crate::routing::{RoutingMode, sticky_key};
+use crate::sandbox::{Finished, Job, JobResult, Sandbox, SandboxSpec};
+use crate::scale::{Decision, PoolView, decide, should_reap};
+use crate::server::Platform;
+use crate::store::FunctionVersion;
+use crate::wire::{ApiError, now_ms, uuid};
+
+/// The largest synchronous payload (6 MB).
+pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
+/// The largest asynchronous payload (1 MB).
+pub const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
+
+/// Which processes can serve a version: the same code and configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PoolKey {
+    function: String,
+    version: Version,
+    revision: String,
+}
+
+/// Warm processes by version, and invocations in flight by function.
+#[derive(Default)]
+pub struct Pools {
+    idle: Mutex<HashMap<PoolKey, Vec<Arc<Sandbox>>>>,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+/// An invocation's claim on its function's concurrency, released when dropped.
+struct Claim<'a> {
+    pools: &'a Pools,
+    function: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.pools.in_flight.lock().expect("pools lock");
+        if let Some(n) = in_flight.get_mut(&self.function) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+enum Acquired<'a> {
+    Ready(Arc<Sandbox>, Claim<'a>, usize),
+    Cold(Claim<'a>, usize),
+    Throttled,
+}
+
+impl Pools {
+    fn acquire(&self, key: &PoolKey, limit: usize) -> Acquired<'_> {
+        let mut idle = self.idle.lock().expect("pools lock");
+        let mut in_flight = self.in_flight.lock().expect("pools lock");
+        let list = idle.entry(key.clone()).or_default();
+        list.retain(|s| s.is_alive());
+        let running = in_flight.entry(key.function.clone()).or_default();
+        let view = PoolView {
+            idle: list.len(),
+            in_flight: *running,
+            limit,
+        };
+        let decision = decide(view);
+        if decision == Decision::Throttle {
+            return Acquired::Throttled;
+        }
+        *running += 1;
+        let concurrency = *running;
+        let claim = Claim {
+            pools: self,
+            function: key.function.clone(),
+        };
+        match decision {
+            Decision::UseIdle => Acquired::Ready(list.pop().expect("idle > 0"), claim, concurrency),
+            _ => Acquired::Cold(claim, concurrency),
+        }
+    }
+
+    fn release(&self, key: PoolKey, sandbox: Arc<Sandbox>) {
+        if sandbox.is_alive() {
+            sandbox.mark_idle(now_ms());
+            self.idle
+                .lock()
+                .expect("pools lock")
+                .entry(key)
+                .or_default()
+                .push(sandbox);
+        }
+    }
+
+    /// Stops processes idle for `idle_timeout` or more; answers how many.
+    pub fn reap(&self, idle_timeout: Duration) -> usize {
+        let now = now_ms();
+        let mut idle = self.idle.lock().expect("pools lock");
+        let mut stopped = 0;
+        for list in idle.values_mut() {
+            list.retain(|s| {
+                let keep = s.is_alive()
+                    && !should_reap(
+                        Duration::from_millis(now.saturating_sub(s.idle_since_ms())),
+                        idle_timeout,
+                    );
+                if !keep {
+                    s.stop();
+                    stopped += 1;
+                }
+                keep
+            });
+        }
+        idle.retain(|_, l| !l.is_empty());
+        stopped
+    }
+
+    /// Warm processes right now, for tests and status.
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .expect("pools lock")
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Stops every process.
+    pub fn stop_all(&self) {
+        let mut idle = self.idle.lock().expect("pools lock");
+        for s in idle.values().flatten() {
+            s.stop();
+        }
+        idle.clear();
+    }
+}
+
+#[derive(Deserialize)]
+pub struct InvokeQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+/// What an invocation resolved to.
+struct Target {
+    function: String,
+    version: Arc<FunctionVersion>,
+    /// `fn:qualifier` as the caller named it.
+    resource: Option<String>,
+    /// Set for alias invocations.
+    via_alias: bool,
+    invoked_arn: String,
+    reserved: Option<u32>,
+}
+
+pub async fn handle(
+    State(platform): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(query): Query<InvokeQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    platform.faults.apply("Invoke").await?;
+    let header = |h: &str| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let invocation_type =
+        header("x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
+    let tail = header("x-amz-log-type").as_deref() == Some("Tail");
+    let limit = match invocation_type.as_str() {
+        "RequestResponse" | "DryRun" => MAX_SYNC_PAYLOAD,
+        "Event" => MAX_ASYNC_PAYLOAD,
+        other => {
+            return Err(LambdaError::new(
+                ErrorType::InvalidRequestContent,
+                format!("1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"),
+            )
+            .into());
+        }
+    };
+    if body.len() > limit {
+        return Err(LambdaError::new(
+            ErrorType::RequestTooLarge,
+            format!("Request must be smaller than {limit} bytes for the InvokeFunction operation"),
+        )
+        .into());
+    }
+    let payload = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+        return Err(LambdaError::new(
+            ErrorType::InvalidRequestContent,
+            format!("Could not parse request body into json: {e}"),
+        )
+        .into());
+    }
+    let reference = FunctionRef::parse(&name, NameKind::Namespaced)?
+        .with_qualifier_param(query.qualifier.as_deref())?;
+    reference.check_region(&platform.store.region)?;
+    let sticky = |mode: &RoutingMode| match mode {
+        RoutingMode::Sticky { key } => sticky_key(key, |h| header(h), &payload),
+        _ => None,
+    };
+    let target = resolve(&platform, &reference, sticky)?;
+    match invocation_type.as_str() {
+        "DryRun" => Ok(StatusCode::NO_CONTENT.into_response()),
+        "Event" => {
+            let platform = platform.clone();
+            let client_context = header("x-amz-client-context");
+            tokio::spawn(async move {
+                let _ = run(&platform, &target, payload, client_context).await;
+            });
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        _ => {
+            let request_id = uuid();
+            let outcome = run_with_id(
+                &platform,
+                &target,
+                payload,
+                header("x-amz-client-context"),
+                request_id.clone(),
+            )
+            .await?;
+            Ok(respond(&target, &request_id, outcome, tail))
+        }
+    }
+}
+
+fn resolve(
+    platform: &Platform,
+    reference: &FunctionRef,
+    sticky: impl Fn(&RoutingMode) -> Option<String>,
+) -> Result<Target, LambdaError> {
+    let store = &platform.store;
+    store.read(|functions| {
+        let arn = store.function_arn(&reference.name);
+        let Some(function) = functions.get(&reference.name) else {
+            let q = reference
+                .qualifier
+                .as_ref()
+                .map_or("$LATEST".to_string(), |q| q.to_string());
+            return Err(LambdaError::not_found(format!(
+                "Function not found: {arn}:{q}"
+            )));
+        };
+        let not_found = |q: &str| LambdaError::not_found(format!("Function not found: {arn}:{q}"));
+        let (version, resource, via_alias) = match &reference.qualifier {
+            None => (function.latest.clone(), None, false),
+            Some(Qualifier::Version(v)) => {
+                let found = function
+                    .version(*v)
+                    .ok_or_else(|| not_found(&v.to_string()))?;
+                (found.clone(), Some(format!("{}:{v}", function.name)), false)
+            }
+            Some(Qualifier::Alias(a)) => {
+                let alias = function
+                    .aliases
+                    .get(a.as_str())
+                    .ok_or_else(|| not_found(a.as_str()))?;
+                let key = sticky(&alias.mode);
+                let picked = platform.router.pick(
+                    &function.name,
+                    &alias.name,
+                    &alias.routing(),
+                    &alias.mode,
+                    key.as_deref(),
+                );
+                let found = function
+                    .version(picked)
+                    .ok_or_else(|| not_found(&picked.to_string()))?;
+                (found.clone(), Some(format!("{}:{a}", function.name)), true)
+            }
+        };
+        let invoked_arn = match &reference.qualifier {
+            Some(q) => format!("{arn}:{q}"),
+            None => arn,
+        };
+        Ok(Target {
+            function: function.name.clone(),
+            version,
+            resource,
+            via_alias,
+            invoked_arn,
+            reserved: function.reserved_concurrency,
+        })
+    })
+}
+
+/// How an invocation ended, for the caller.
+enum Outcome {
+    Ran(Finished),
+    /// The process could not be started (no bootstrap, or the system refused).
+    CouldNotStart(String, String),
+}
+
+async fn run(
+    platform: &Platform,
+    target: &Target,
+    payload: Bytes,
+    client_context: Option<String>,
+) -> Result<Outcome, LambdaError> {
+    run_with_id(platform, target, payload, client_context, uuid()).await
+}
+
+async fn run_with_id(
+    platform: &Platform,
+    target: &Target,
+    payload: Bytes,
+    client_context: Option<String>,
+    request_id: String,
+) -> Result<Outcome, LambdaError> {
+    let key = PoolKey {
+        function: target.function.clone(),
+        version: target.version.version,
+        revision: target.version.revision_id.clone(),
+    };
+    let limit = target.reserved.unwrap_or(platform.config.concurrency_limit) as usize;
+    let series = SeriesKey {
+        function: target.function.as_str().into(),
+        resource: target.resource.as_deref().map(Into::into),
+        executed: target
+            .via_alias
+            .then(|| target.version.version.to_string().into()),
+    };
+    let started_ms = now_ms();
+    let (sandbox, claim, concurrency) = match platform.pools.acquire(&key, limit) {
+        Acquired::Throttled => {
+            platform.metrics.record(
+                series,
+                Sample {
+                    at_ms: started_ms,
+                    ran: false,
+                    error: false,
+                    duration_ms: 0.0,
+                    concurrency: 0,
+                },
+            );
+            let reason = if target.reserved.is_some() {
+                "ReservedFunctionConcurrentInvocationLimitExceeded"
+            } else {
+                "ConcurrentInvocationLimitExceeded"
+            };
+            let mut e = LambdaError::new(ErrorType::TooManyRequests, "Rate Exceeded.");
+            e.message = format!(
+                "Rate Exceeded. ({reason}: {limit} concurrent invocations of {})",
+                target.function
+            );
+            return Err(e);
+        }
+        Acquired::Ready(sandbox, claim, concurrency) => (sandbox, claim, concurrency),
+        Acquired::Cold(claim, concurrency) => {
+            match Sandbox::start(Arc::new(sandbox_spec(platform, target))).await {
+                Ok(sandbox) => (sandbox, claim, concurrency),
+                Err(e) => {
+                    drop(claim);
+                    let (kind, message) = match e {
+                        crate::sandbox::StartError::NoBootstrap => (
+                            "Runtime.InvalidEntrypoint",
+                            format!("RequestId: {request_id} Error: {e}"),
+                        ),
+                        other => (
+                            "Runtime.Unknown",
+                            format!("RequestId: {request_id} Error: {other}"),
+                        ),
+                    };
+                    platform.metrics.record(
+                        series,
+                        Sample {
+                            at_ms: started_ms,
+                            ran: true,
+                            error: true,
+                            duration_ms: 0.0,
+                            concurrency: concurrency as u64,
+                        },
+                    );
+                    return Ok(Outcome::CouldNotStart(kind.into(), message));
+                }
+            }
+        }
+    };
+    let job = Job {
+        request_id: request_id.clone(),
+        payload,
+        invoked_arn: target.invoked_arn.clone(),
+        client_context,
+        trace_id: format!(
+            "Root=1-{:08x}-{}",
+            started_ms / 1000,
+            &uuid().replace('-', "")[..24]
+        ),
+    };
+    let finished = sandbox.invoke(job).await;
+    drop(claim);
+    let error = !matches!(finished.result, JobResult::Response(_));
+    platform.metrics.record(
+        series,
+        Sample {
+            at_ms: started_ms,
+            ran: true,
+            error,
+            duration_ms: finished.duration.as_secs_f64() * 1000.0,
+            concurrency: concurrency as u64,
+        },
+    );
+    platform.pools.release(key, sandbox);
+    Ok(Outcome::Ran(finished))
+}
+
+fn sandbox_spec(platform: &Platform, target: &Target) -> SandboxSpec {
+    let v = &target.version;
+    SandboxSpec {
+        function: target.function.clone(),
+        version: v.version.to_string(),
+        memory_size: v.memory_size,
+        timeout: Duration::from_secs(u64::from(v.timeout)),
+        handler: v.handler.clone(),
+        code_dir: platform.store.code_dir(&v.code_id),
+        environment: v.environment.clone(),
+        region: platform.store.region.clone(),
+    }
+}
+
+fn error_body(error_type: &str, message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
+}
+
+fn respond(target: &Target, request_id: &str, outcome: Outcome, tail: bool) -> Response {
+    let timeout = target.version.timeout;
+    let (body, function_error, logs, duration, init) = match outcome {
+        Outcome::CouldNotStart(kind, message) => (
+            error_body(&kind, &message),
+            true,
+            String::new(),
+            Duration::ZERO,
+            None,
+        ),
+        Outcome::Ran(f) => {
+            let (body, failed) = match f.result {
+                JobResult::Response(b) => (b, false),
+                JobResult::FunctionError { body, error_type } => {
+                    let body = if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
+                        body
+                    } else {
+                        error_body(
+                            error_type.as_deref().unwrap_or("Unhandled"),
+                            &String::from_utf8_lossy(&body),
+                        )
+                    };
+                    (body, true)
+                }
+                JobResult::Exited(status) => (
+                    error_body(
+                        "Runtime.ExitError",
+                        &format!(
+                            "RequestId: {request_id} Error: Runtime exited with error: {status}"
+                        ),
+                    ),
+                    true,
+                ),
+                JobResult::InitError(body) => {
+                    let body = if serde_json::from_slice::<serde_json::Value>(&body).is_ok() {
+                        body
+                    } else {
+                        error_body("Runtime.InitError", &String::from_utf8_lossy(&body))
+                    };
+                    (body, true)
+                }
+                JobResult::TimedOut => (
+                    error_body(
+                        "Sandbox.Timedout",
+                        &format!(
+                            "RequestId: {request_id} Error: Task timed out after {timeout}.00 seconds"
+                        ),
+                    ),
+                    true,
+                ),
+                JobResult::ResponseTooLarge => (
+                    error_body(
+                        "Function.ResponseSizeTooLarge",
+                        &format!(
+                            "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                            crate::sandbox::MAX_RESPONSE
+                        ),
+                    ),
+                    true,
+                ),
+            };
+            (body, failed, f.logs, f.duration, f.init_duration)
+        }
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert(
+        "x-amzn-requestid",
+        HeaderValue::from_str(request_id).expect("ascii"),
+    );
+    headers.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_str(&target.version.version.to_string()).expect("ascii"),
+    );
+    if function_error {
+        headers.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    if tail {
+        let log = tail_log(request_id, &target.version, &logs, duration, init);
+        headers.insert(
+            "x-amz-log-result",
+            HeaderValue::from_str(&log).expect("base64"),
+        );
+    }
+    (StatusCode::OK, headers, body).into_response()
+}
+
+/// The last 4 KB of the invocation's log, with Lambda's START, END and REPORT lines, base64.
+fn tail_log(
+    request_id: &str,
+    version: &FunctionVersion,
+    logs: &str,
+    duration: Duration,
+    init: Option<Duration>,
+) -> String {
+    let ms = duration.as_secs_f64() * 1000.0;
+    let init = init
+        .map(|d| format!("\tInit Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
+        .unwrap_or_default();
+    let text = format!(
+        "START RequestId: {request_id} Version: {}\n{logs}END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB{init}\t\n",
+        version.version,
+        ms.ceil() as u64,
+        version.memory_size,
+        version.memory_size
+    );
+    let bytes = text.as_bytes();
+    let start = bytes.len().saturating_sub(4096);
+    base64::engine::general_purpose::STANDARD.encode(&bytes[start..])
+}

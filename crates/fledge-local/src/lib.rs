@@ -1,0 +1,32 @@
+//! fledge's local platform: a Lambda-compatible endpoint that runs real functions as local
+//! processes, with weighted aliases, per-version metrics and a CloudWatch-compatible
+//! metrics and alarms API. Its specification is AWS's behaviour: status codes, error types,
+//! messages and validation as AWS answers them.
+//!
+//! # Layout
+//! - [`store`]: functions, versions and aliases, persisted under the data directory.
+//! - [`control`]: the Lambda control API (REST-JSON, `/2015-03-31/…`).
+//! - [`invoke`]: Invoke, alias routing and the metrics each invocation leaves.
+//! - [`routing`]: how an alias picks a version (Lambda's random split, and local extensions:
+//!   exact split and sticky keys).
+//! - [`sandbox`]: function processes and the Runtime API each one talks to.
+//! - [`scale`]: the pure decision "start another process?".
+//! - [`metrics`]: per-second metrics under Lambda's dimension sets.
+//! - [`cloudwatch`]: GetMetricData, GetMetricStatistics and metric alarms, over RPC v2
+//!   CBOR (the Rust SDK) and AWS JSON 1.0 (the AWS CLI, boto3).
+//! - [`faults`]: injected failures of control operations, for rehearsals.
+//! - [`server`]: the router that puts it together, and [`Platform`] to run it.
+
+pub mod cloudwatch;
+pub mod control;
+pub mod faults;
+pub mod invoke;
+pub mod metrics;
+pub mod routing;
+pub mod sandbox;
+pub mod scale;
+pub mod server;
+pub mod store;
+mod wire;
+
+pub use server::{Platform, PlatformConfig, RunningPlatform};

@@ -1,0 +1,406 @@
+//! Per-second metrics of every invocation, under the dimension sets Lambda publishes:
+//! `{}`, `{FunctionName}`, `{FunctionName, Resource}` and, for alias invocations,
+//! `{FunctionName, Resource, ExecutedVersion}`.
+//!
+//! An invocation is stored once, under (function, resource, executed version); the dimension
+//! sets are matched at query time. Like CloudWatch, a query must name exactly a published
+//! dimension set to get data, and a second with no invocations has no datapoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use fledge_core::judge::LatencyHistogram;
+
+/// Where an invocation is counted.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    pub function: Arc<str>,
+    /// `fn:alias` or `fn:version` for qualified invocations.
+    pub resource: Option<Arc<str>>,
+    /// The version that ran, for alias invocations.
+    pub executed: Option<Arc<str>>,
+}
+
+/// One second of one series.
+#[derive(Clone, Debug, Default)]
+pub struct Second {
+    pub invocations: u64,
+    pub errors: u64,
+    pub throttles: u64,
+    duration: Summary,
+    concurrency: Summary,
+    durations: LatencyHistogram,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Summary {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Summary {
+    fn add(&mut self, v: f64) {
+        if self.count == 0 {
+            self.min = v;
+            self.max = v;
+        } else {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.count += 1;
+        self.sum += v;
+    }
+
+    fn merge(&mut self, o: &Summary) {
+        if o.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = *o;
+            return;
+        }
+        self.count += o.count;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+impl Second {
+    fn merge(&mut self, o: &Second) {
+        self.invocations += o.invocations;
+        self.errors += o.errors;
+        self.throttles += o.throttles;
+        self.duration.merge(&o.duration);
+        self.concurrency.merge(&o.concurrency);
+        self.durations.merge(&o.durations);
+    }
+}
+
+/// A statistic CloudWatch knows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Statistic {
+    Sum,
+    SampleCount,
+    Average,
+    Minimum,
+    Maximum,
+    /// `p99`, `p99.9`: a percentile (Duration only).
+    Percentile(f64),
+}
+
+impl Statistic {
+    pub fn parse(text: &str) -> Option<Statistic> {
+        Some(match text {
+            "Sum" => Statistic::Sum,
+            "SampleCount" => Statistic::SampleCount,
+            "Average" => Statistic::Average,
+            "Minimum" => Statistic::Minimum,
+            "Maximum" => Statistic::Maximum,
+            p => {
+                let value: f64 = p.strip_prefix('p')?.parse().ok()?;
+                if !(0.0..=100.0).contains(&value) {
+                    return None;
+                }
+                Statistic::Percentile(value)
+            }
+        })
+    }
+}
+
+/// The metrics Lambda publishes that fledge local records.
+pub const METRICS: [&str; 5] = [
+    "Invocations",
+    "Errors",
+    "Throttles",
+    "Duration",
+    "ConcurrentExecutions",
+];
+
+/// Every invocation's numbers, by second.
+pub struct Metrics {
+    series: Mutex<HashMap<SeriesKey, BTreeMap<i64, Second>>>,
+    retention_secs: i64,
+}
+
+/// What one invocation left.
+pub struct Sample {
+    pub at_ms: u64,
+    /// False for a throttled invocation (it never ran).
+    pub ran: bool,
+    pub error: bool,
+    pub duration_ms: f64,
+    pub concurrency: u64,
+}
+
+impl Metrics {
+    pub fn new(retention_secs: i64) -> Metrics {
+        Metrics {
+            series: Mutex::new(HashMap::new()),
+            retention_secs,
+        }
+    }
+
+    pub fn record(&self, key: SeriesKey, sample: Sample) {
+        let second = (sample.at_ms / 1000) as i64;
+        let mut series = self.series.lock().expect("metrics lock");
+        let points = series.entry(key).or_default();
+        let point = points.entry(second).or_default();
+        if sample.ran {
+            point.invocations += 1;
+            point.errors += u64::from(sample.error);
+            point.duration.add(sample.duration_ms);
+            point.durations.record(sample.duration_ms);
+            point.concurrency.add(sample.concurrency as f64);
+        } else {
+            point.throttles += 1;
+        }
+        if points.len() > 1 && point_count_over(points, second - self.retention_secs) {
+            let keep = points.split_off(&(second - self.retention_secs));
+            *points = keep;
+        }
+    }
+
+    /// The (function, resource, executed) keys matching a dimension set, or none if the set
+    /// is not one Lambda publishes.
+    fn matches(key: &SeriesKey, dims: &BTreeMap<String, String>) -> bool {
+        let function = dims.get("FunctionName");
+        let resource = dims.get("Resource");
+        let executed = dims.get("ExecutedVersion");
+        if dims.len()
+            != usize::from(function.is_some())
+                + usize::from(resource.is_some())
+                + usize::from(executed.is_some())
+        {
+            return false;
+        }
+        match (function, resource, executed) {
+            (None, None, None) => true,
+            (Some(f), None, None) => *key.function == **f,
+            (Some(f), Some(r), None) => {
+                *key.function == **f && key.resource.as_deref() == Some(r.as_str())
+            }
+            (Some(f), Some(r), Some(v)) => {
+                *key.function == **f
+                    && key.resource.as_deref() == Some(r.as_str())
+                    && key.executed.as_deref() == Some(v.as_str())
+            }
+            _ => false,
+        }
+    }
+
+    /// Datapoints of `metric` over `[start, end)` (epoch seconds) in buckets of `period`
+    /// seconds aligned to `start`; buckets with no data are left out.
+    pub fn query(
+        &self,
+        metric: &str,
+        dims: &BTreeMap<String, String>,
+        start: i64,
+        end: i64,
+        period: i64,
+    ) -> Vec<(i64, Aggregate)> {
+        let series = self.series.lock().expect("metrics lock");
+        let mut buckets: BTreeMap<i64, Second> = BTreeMap::new();
+        for (_, points) in series.iter().filter(|(k, _)| Self::matches(k, dims)) {
+            for (second, point) in points.range(start..end) {
+                let bucket = start + (second - start) / period * period;
+                buckets.entry(bucket).or_default().merge(point);
+            }
+        }
+        buckets
+            .into_iter()
+            .filter_map(|(t, s)| Aggregate::of(metric, &s).map(|a| (t, a)))
+            .collect()
+    }
+
+    /// The dimension sets that have data, for ListMetrics.
+    pub fn dimension_sets(&self) -> Vec<BTreeMap<String, String>> {
+        let series = self.series.lock().expect("metrics lock");
+        let mut sets: Vec<BTreeMap<String, String>> = Vec::new();
+        for key in series.keys() {
+            let mut set = BTreeMap::from([("FunctionName".to_string(), key.function.to_string())]);
+            sets.push(set.clone());
+            if let Some(r) = &key.resource {
+                set.insert("Resource".into(), r.to_string());
+                sets.push(set.clone());
+                if let Some(v) = &key.executed {
+                    set.insert("ExecutedVersion".into(), v.to_string());
+                    sets.push(set);
+                }
+            }
+        }
+        sets.sort();
+        sets.dedup();
+        sets
+    }
+}
+
+fn point_count_over(points: &BTreeMap<i64, Second>, oldest: i64) -> bool {
+    points
+        .first_key_value()
+        .is_some_and(|(first, _)| *first < oldest)
+}
+
+/// One bucket of one metric: its datapoint values, ready for any statistic.
+#[derive(Clone, Debug)]
+pub struct Aggregate {
+    pub sample_count: f64,
+    pub sum: f64,
+    pub minimum: f64,
+    pub maximum: f64,
+    histogram: Option<LatencyHistogram>,
+}
+
+impl Aggregate {
+    /// The datapoints of `metric` within a bucket, or `None` when it has none (a second with
+    /// only throttles has no Invocations datapoint, and so on).
+    fn of(metric: &str, s: &Second) -> Option<Aggregate> {
+        let counter = |n: u64, count: u64| Aggregate {
+            sample_count: count as f64,
+            sum: n as f64,
+            minimum: if n == count { 1.0 } else { 0.0 },
+            maximum: if n > 0 { 1.0 } else { 0.0 },
+            histogram: None,
+        };
+        let summary = |x: &Summary, h: Option<&LatencyHistogram>| Aggregate {
+            sample_count: x.count as f64,
+            sum: x.sum,
+            minimum: x.min,
+            maximum: x.max,
+            histogram: h.cloned(),
+        };
+        let agg = match metric {
+            "Invocations" if s.invocations > 0 => counter(s.invocations, s.invocations),
+            "Errors" if s.invocations > 0 => counter(s.errors, s.invocations),
+            "Throttles" if s.throttles > 0 => counter(s.throttles, s.throttles),
+            "Duration" if s.duration.count > 0 => summary(&s.duration, Some(&s.durations)),
+            "ConcurrentExecutions" if s.concurrency.count > 0 => summary(&s.concurrency, None),
+            _ => return None,
+        };
+        Some(agg)
+    }
+
+    pub fn value(&self, stat: Statistic) -> Option<f64> {
+        Some(match stat {
+            Statistic::Sum => self.sum,
+            Statistic::SampleCount => self.sample_count,
+            Statistic::Average => self.sum / self.sample_count.max(1.0),
+            Statistic::Minimum => self.minimum,
+            Statistic::Maximum => self.maximum,
+            Statistic::Percentile(p) => self
+                .histogram
+                .as_ref()?
+                .quantile(p / 100.0)?
+                .min(self.maximum),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(resource: Option<&str>, executed: Option<&str>) -> SeriesKey {
+        SeriesKey {
+            function: "f".into(),
+            resource: resource.map(Into::into),
+            executed: executed.map(Into::into),
+        }
+    }
+
+    fn dims(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn sample(at_ms: u64, error: bool) -> Sample {
+        Sample {
+            at_ms,
+            ran: true,
+            error,
+            duration_ms: 10.0,
+            concurrency: 1,
+        }
+    }
+
+    #[test]
+    fn a_split_alias_is_counted_per_version_and_as_a_whole() {
+        let m = Metrics::new(3600);
+        for i in 0..10 {
+            m.record(key(Some("f:live"), Some("1")), sample(1_000_000 + i, false));
+        }
+        for i in 0..3 {
+            m.record(
+                key(Some("f:live"), Some("2")),
+                sample(1_000_000 + i, i == 0),
+            );
+        }
+        let q = |metric, d: &[(&str, &str)]| -> Vec<f64> {
+            m.query(metric, &dims(d), 990, 1010, 60)
+                .iter()
+                .map(|(_, a)| a.value(Statistic::Sum).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            q(
+                "Invocations",
+                &[
+                    ("FunctionName", "f"),
+                    ("Resource", "f:live"),
+                    ("ExecutedVersion", "2")
+                ]
+            ),
+            vec![3.0]
+        );
+        assert_eq!(
+            q(
+                "Errors",
+                &[
+                    ("FunctionName", "f"),
+                    ("Resource", "f:live"),
+                    ("ExecutedVersion", "2")
+                ]
+            ),
+            vec![1.0]
+        );
+        assert_eq!(
+            q(
+                "Invocations",
+                &[("FunctionName", "f"), ("Resource", "f:live")]
+            ),
+            vec![13.0]
+        );
+        assert_eq!(q("Invocations", &[("FunctionName", "f")]), vec![13.0]);
+        assert_eq!(q("Invocations", &[]), vec![13.0]);
+        assert!(
+            q("Invocations", &[("Resource", "f:live")]).is_empty(),
+            "not a published set"
+        );
+        assert!(q("Invocations", &[("FunctionName", "f"), ("Resource", "f:2")]).is_empty());
+    }
+
+    #[test]
+    fn seconds_without_invocations_have_no_datapoints() {
+        let m = Metrics::new(3600);
+        m.record(key(None, None), sample(5_000, false));
+        m.record(key(None, None), sample(9_000, true));
+        let points = m.query("Errors", &dims(&[("FunctionName", "f")]), 0, 20, 1);
+        let got: Vec<(i64, f64, f64)> = points
+            .iter()
+            .map(|(t, a)| (*t, a.sum, a.sample_count))
+            .collect();
+        assert_eq!(got, vec![(5, 0.0, 1.0), (9, 1.0, 1.0)]);
+    }
+
+    #[test]
+    fn statistics_parse() {
+        assert_eq!(Statistic::parse("p99"), Some(Statistic::Percentile(99.0)));
+        assert_eq!(Statistic::parse("p99.9"), Some(Statistic::Percentile(99.9)));
+        assert_eq!(Statistic::parse("Median"), None);
+        assert_eq!(Statistic::parse("p101"), None);
+    }
+}

@@ -1,0 +1,485 @@
+//! Function processes. Each process (a sandbox) gets its own Runtime API endpoint, as a
+//! Lambda sandbox does, and handles one invocation at a time: the platform puts the job in
+//! the sandbox's slot, the process's `GET …/invocation/next` takes it, and its
+//! `POST …/{id}/response` (or `/error`) meets the waiting caller through a oneshot.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::{Notify, oneshot};
+
+/// The most a response or error body may be (Lambda: 6 MiB + 100 bytes).
+pub const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
+/// How long a process may take to start and ask for its first invocation.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a process is started with.
+#[derive(Clone, Debug)]
+pub struct SandboxSpec {
+    pub function: String,
+    pub version: String,
+    pub memory_size: u32,
+    pub timeout: Duration,
+    pub handler: String,
+    pub code_dir: PathBuf,
+    pub environment: BTreeMap<String, String>,
+    pub region: String,
+}
+
+/// One invocation for a process.
+pub struct Job {
+    pub request_id: String,
+    pub payload: Bytes,
+    pub invoked_arn: String,
+    pub client_context: Option<String>,
+    pub trace_id: String,
+}
+
+/// How an invocation ended, as the process (or its death) said.
+#[derive(Debug)]
+pub enum JobResult {
+    Response(Bytes),
+    FunctionError {
+        error_type: Option<String>,
+        body: Bytes,
+    },
+    /// The process exited (or was killed) mid-invocation or before taking it.
+    Exited(String),
+    /// The process reported an initialisation error.
+    InitError(Bytes),
+    /// The invocation ran past the function's timeout; the process was stopped.
+    TimedOut,
+    /// The response was larger than Lambda allows.
+    ResponseTooLarge,
+}
+
+/// A finished invocation with what the REPORT line needs.
+pub struct Finished {
+    pub result: JobResult,
+    pub duration: Duration,
+    /// Set on the invocation that paid for the process's start.
+    pub init_duration: Option<Duration>,
+    pub logs: String,
+}
+
+struct Pending {
+    job: Job,
+    picked: oneshot::Sender<Instant>,
+    reply: oneshot::Sender<JobResult>,
+}
+
+struct Current {
+    request_id: String,
+    reply: oneshot::Sender<JobResult>,
+}
+
+struct Shared {
+    spec: Arc<SandboxSpec>,
+    pending: Mutex<Option<Pending>>,
+    notify: Notify,
+    current: Mutex<Option<Current>>,
+    logs: Mutex<String>,
+    spawned: Instant,
+    first_next: OnceLock<Instant>,
+    dead: AtomicBool,
+}
+
+/// A running function process and its Runtime API.
+pub struct Sandbox {
+    pub id: u64,
+    shared: Arc<Shared>,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+    server: tokio::task::JoinHandle<()>,
+    /// Milliseconds since the platform's epoch when it last finished work.
+    idle_since: AtomicU64,
+    init_reported: AtomicBool,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why a process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No `bootstrap` in the package.
+    #[error("Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]")]
+    NoBootstrap,
+    #[error("could not start the function process: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Sandbox {
+    /// Starts a process for `spec`, with its own Runtime API on a free loopback port.
+    pub async fn start(spec: Arc<SandboxSpec>) -> Result<Arc<Sandbox>, StartError> {
+        let bootstrap = spec.code_dir.join("bootstrap");
+        if !bootstrap.is_file() {
+            return Err(StartError::NoBootstrap);
+        }
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            spec: spec.clone(),
+            pending: Mutex::new(None),
+            notify: Notify::new(),
+            current: Mutex::new(None),
+            logs: Mutex::new(String::new()),
+            spawned: Instant::now(),
+            first_next: OnceLock::new(),
+            dead: AtomicBool::new(false),
+        });
+        let app = runtime_api(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let mut command = tokio::process::Command::new(&bootstrap);
+        command
+            .current_dir(&spec.code_dir)
+            .env_clear()
+            .envs(&spec.environment)
+            .envs(runtime_environment(&spec, addr, id))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                server.abort();
+                return Err(e.into());
+            }
+        };
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(collect_logs(out, shared.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(collect_logs(err, shared.clone()));
+        }
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        let watched = shared.clone();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status.map(|s| describe_exit(&s)).unwrap_or_else(|e| e.to_string()),
+                _ = kill_rx => {
+                    let _ = child.kill().await;
+                    "signal: killed".to_string()
+                }
+            };
+            watched.dead.store(true, Ordering::SeqCst);
+            if let Some(p) = watched.pending.lock().expect("sandbox lock").take() {
+                let _ = p.reply.send(JobResult::Exited(status.clone()));
+            }
+            if let Some(c) = watched.current.lock().expect("sandbox lock").take() {
+                let _ = c.reply.send(JobResult::Exited(status));
+            }
+        });
+        Ok(Arc::new(Sandbox {
+            id,
+            shared,
+            kill: Mutex::new(Some(kill_tx)),
+            server,
+            idle_since: AtomicU64::new(0),
+            init_reported: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn is_alive(&self) -> bool {
+        !self.shared.dead.load(Ordering::SeqCst)
+    }
+
+    /// Stops the process.
+    pub fn stop(&self) {
+        if let Some(kill) = self.kill.lock().expect("sandbox lock").take() {
+            let _ = kill.send(());
+        }
+    }
+
+    pub fn mark_idle(&self, now_ms: u64) {
+        self.idle_since.store(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn idle_since_ms(&self) -> u64 {
+        self.idle_since.load(Ordering::Relaxed)
+    }
+
+    /// Runs one invocation: waits for the process to take it (its start counts against
+    /// [`INIT_TIMEOUT`]), then for its answer until the function's timeout. A process that
+    /// runs out of time is stopped.
+    pub async fn invoke(&self, job: Job) -> Finished {
+        let (picked_tx, picked_rx) = oneshot::channel();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.shared.logs.lock().expect("sandbox lock").clear();
+        *self.shared.pending.lock().expect("sandbox lock") = Some(Pending {
+            job,
+            picked: picked_tx,
+            reply: reply_tx,
+        });
+        self.shared.notify.notify_one();
+        if self.shared.dead.load(Ordering::SeqCst) {
+            if let Some(p) = self.shared.pending.lock().expect("sandbox lock").take() {
+                let _ = p
+                    .reply
+                    .send(JobResult::Exited("the process had already exited".into()));
+            }
+        }
+        let asked = Instant::now();
+        let init_duration = || {
+            let first = self.shared.first_next.get()?;
+            (!self.init_reported.swap(true, Ordering::Relaxed))
+                .then(|| first.duration_since(self.shared.spawned))
+        };
+        let started = match tokio::time::timeout(INIT_TIMEOUT, picked_rx).await {
+            Ok(Ok(at)) => at,
+            Ok(Err(_)) => {
+                let result = reply_rx
+                    .await
+                    .unwrap_or(JobResult::Exited("unknown".into()));
+                return self.finish(result, asked.elapsed(), init_duration());
+            }
+            Err(_) => {
+                self.stop();
+                return self.finish(JobResult::TimedOut, asked.elapsed(), init_duration());
+            }
+        };
+        let deadline = started + self.shared.spec.timeout;
+        let result = match tokio::time::timeout_at(deadline.into(), reply_rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => JobResult::Exited("unknown".into()),
+            Err(_) => {
+                self.shared.current.lock().expect("sandbox lock").take();
+                self.stop();
+                JobResult::TimedOut
+            }
+        };
+        self.finish(result, started.elapsed(), init_duration())
+    }
+
+    fn finish(
+        &self,
+        result: JobResult,
+        duration: Duration,
+        init_duration: Option<Duration>,
+    ) -> Finished {
+        let logs = std::mem::take(&mut *self.shared.logs.lock().expect("sandbox lock"));
+        Finished {
+            result,
+            duration,
+            init_duration,
+            logs,
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop();
+        self.server.abort();
+    }
+}
+
+fn describe_exit(status: &std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return match signal {
+                9 => "signal: killed".into(),
+                11 => "signal: segmentation fault".into(),
+                15 => "signal: terminated".into(),
+                6 => "signal: aborted".into(),
+                n => format!("signal: {n}"),
+            };
+        }
+    }
+    format!("exit status {}", status.code().unwrap_or(-1))
+}
+
+fn runtime_environment(spec: &SandboxSpec, addr: SocketAddr, id: u64) -> Vec<(String, String)> {
+    let code = spec.code_dir.display().to_string();
+    let pairs = [
+        ("AWS_LAMBDA_RUNTIME_API", addr.to_string()),
+        ("AWS_LAMBDA_FUNCTION_NAME", spec.function.clone()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", spec.version.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            spec.memory_size.to_string(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", spec.function),
+        ),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            format!("[{}]{id:032x}", spec.version),
+        ),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        ("_HANDLER", spec.handler.clone()),
+        ("LAMBDA_TASK_ROOT", code.clone()),
+        ("LAMBDA_RUNTIME_DIR", code.clone()),
+        ("AWS_REGION", spec.region.clone()),
+        ("AWS_DEFAULT_REGION", spec.region.clone()),
+        ("AWS_ACCESS_KEY_ID", "fledge-local".into()),
+        ("AWS_SECRET_ACCESS_KEY", "fledge-local".into()),
+        ("AWS_SESSION_TOKEN", "fledge-local".into()),
+        ("TZ", "UTC".into()),
+        ("LANG", "en_US.UTF-8".into()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".into()),
+        (
+            "LD_LIBRARY_PATH",
+            format!("{code}/lib:/usr/local/lib:/usr/lib:/lib"),
+        ),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+async fn collect_logs(stream: impl AsyncRead + Unpin, shared: Arc<Shared>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::debug!(target: "fledge_local::function", function = %shared.spec.function, version = %shared.spec.version, "{line}");
+        let mut logs = shared.logs.lock().expect("sandbox lock");
+        logs.push_str(&line);
+        logs.push('\n');
+    }
+}
+
+// ---- the Runtime API ----
+
+fn runtime_api(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_RESPONSE * 2))
+        .with_state(shared)
+}
+
+fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"errorMessage": message, "errorType": error_type})),
+    )
+        .into_response()
+}
+
+fn accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"status": "OK"})),
+    )
+        .into_response()
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    loop {
+        let taken = shared.pending.lock().expect("sandbox lock").take();
+        if let Some(p) = taken {
+            let now = Instant::now();
+            shared.first_next.get_or_init(|| now);
+            let deadline_ms = crate::wire::now_ms() + shared.spec.timeout.as_millis() as u64;
+            *shared.current.lock().expect("sandbox lock") = Some(Current {
+                request_id: p.job.request_id.clone(),
+                reply: p.reply,
+            });
+            let _ = p.picked.send(now);
+            let mut headers = HeaderMap::new();
+            let mut set = |name: &'static str, value: &str| {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    headers.insert(name, v);
+                }
+            };
+            set("lambda-runtime-aws-request-id", &p.job.request_id);
+            set("lambda-runtime-deadline-ms", &deadline_ms.to_string());
+            set("lambda-runtime-invoked-function-arn", &p.job.invoked_arn);
+            set("lambda-runtime-trace-id", &p.job.trace_id);
+            set("content-type", "application/json");
+            if let Some(ctx) = &p.job.client_context {
+                set("lambda-runtime-client-context", ctx);
+            }
+            return (StatusCode::OK, headers, p.job.payload).into_response();
+        }
+        if shared.dead.load(Ordering::SeqCst) {
+            return runtime_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "the sandbox is shutting down",
+            );
+        }
+        shared.first_next.get_or_init(Instant::now);
+        shared.notify.notified().await;
+    }
+}
+
+fn take_current(shared: &Shared, id: &str) -> Option<oneshot::Sender<JobResult>> {
+    let mut current = shared.current.lock().expect("sandbox lock");
+    if current.as_ref().is_some_and(|c| c.request_id == id) {
+        current.take().map(|c| c.reply)
+    } else {
+        None
+    }
+}
+
+async fn response(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(reply) = take_current(&shared, &id) else {
+        return runtime_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        );
+    };
+    if body.len() > MAX_RESPONSE {
+        let _ = reply.send(JobResult::ResponseTooLarge);
+        return runtime_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."),
+        );
+    }
+    let _ = reply.send(JobResult::Response(body));
+    accepted()
+}
+
+async fn error(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(reply) = take_current(&shared, &id) else {
+        return runtime_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        );
+    };
+    let error_type = headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let _ = reply.send(JobResult::FunctionError { error_type, body });
+    accepted()
+}
+
+async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    if let Some(p) = shared.pending.lock().expect("sandbox lock").take() {
+        let _ = p.reply.send(JobResult::InitError(body));
+    }
+    accepted()
+}

@@ -1,0 +1,928 @@
+//! Functions, versions, aliases and their code, with Lambda's rules, persisted under the
+//! data directory (`state.json` and `code/`). Every mutation is written to disk before it is
+//! answered, atomically (write, then rename).
+
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use fledge_core::lambda::{
+    AdditionalVersion, AliasName, AliasRouting, LambdaError, RoutingRequest, Version,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::routing::RoutingMode;
+use crate::wire::{lambda_timestamp, now_ms, uuid};
+
+/// The runtimes fledge local can run: the OS-only ones, whose entry point is `bootstrap`.
+pub const RUNTIMES: [&str; 3] = ["provided.al2023", "provided.al2", "provided"];
+
+/// Every runtime name Lambda's model knows, for AWS's enum error.
+const KNOWN_RUNTIMES: &str = "[nodejs, nodejs4.3, nodejs6.10, nodejs8.10, nodejs10.x, nodejs12.x, nodejs14.x, nodejs16.x, java8, java8.al2, java11, python2.7, python3.6, python3.7, python3.8, python3.9, dotnetcore1.0, dotnetcore2.0, dotnetcore2.1, dotnetcore3.1, dotnet6, dotnet8, nodejs4.3-edge, go1.x, ruby2.5, ruby2.7, provided, provided.al2, nodejs18.x, python3.10, java17, ruby3.2, ruby3.3, ruby3.4, python3.11, nodejs20.x, provided.al2023, python3.12, java21, python3.13, nodejs22.x, nodejs24.x, python3.14, java25, dotnet10]";
+
+/// Variables Lambda sets itself and refuses to let a function override.
+const RESERVED_ENV: [&str; 16] = [
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+];
+
+/// One version's configuration and code: `$LATEST` or a published, immutable one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionVersion {
+    pub version: Version,
+    pub runtime: String,
+    pub handler: String,
+    pub role: String,
+    pub description: String,
+    pub timeout: u32,
+    pub memory_size: u32,
+    pub environment: BTreeMap<String, String>,
+    pub architectures: Vec<String>,
+    pub code_sha256: String,
+    pub code_size: u64,
+    /// Hex SHA-256 of the package: the folder under `code/` it is unpacked in.
+    pub code_id: String,
+    pub revision_id: String,
+    pub last_modified: String,
+}
+
+impl FunctionVersion {
+    /// Everything that makes two versions the same for PublishVersion's "nothing changed".
+    fn fingerprint(&self) -> impl PartialEq + '_ {
+        (
+            &self.runtime,
+            &self.handler,
+            &self.role,
+            &self.description,
+            self.timeout,
+            self.memory_size,
+            &self.environment,
+            &self.code_sha256,
+        )
+    }
+}
+
+/// An alias as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    pub name: String,
+    pub function_version: Version,
+    pub description: String,
+    pub additional: Option<AdditionalVersion>,
+    pub revision_id: String,
+    /// fledge's local extension: how invocations pick a version.
+    #[serde(default)]
+    pub mode: RoutingMode,
+}
+
+impl Alias {
+    pub fn routing(&self) -> AliasRouting {
+        AliasRouting {
+            primary: self.function_version,
+            additional: self.additional,
+        }
+    }
+}
+
+/// A function with its versions and aliases.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    pub name: String,
+    pub latest: Arc<FunctionVersion>,
+    pub versions: BTreeMap<u64, Arc<FunctionVersion>>,
+    pub next_version: u64,
+    pub aliases: BTreeMap<String, Alias>,
+    pub reserved_concurrency: Option<u32>,
+}
+
+impl Function {
+    /// A version by qualifier, `$LATEST` included.
+    pub fn version(&self, v: Version) -> Option<&Arc<FunctionVersion>> {
+        match v {
+            Version::Latest => Some(&self.latest),
+            Version::Number(n) => self.versions.get(&n),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    functions: BTreeMap<String, Function>,
+}
+
+/// What CreateFunction asks for, already read from the request.
+#[derive(Debug, Default)]
+pub struct NewFunction {
+    pub name: String,
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub role: Option<String>,
+    pub description: Option<String>,
+    pub timeout: Option<u32>,
+    pub memory_size: Option<u32>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub architectures: Option<Vec<String>>,
+    pub zip: Option<Vec<u8>>,
+    pub publish: bool,
+}
+
+/// What UpdateFunctionConfiguration asks for.
+#[derive(Debug, Default)]
+pub struct ConfigChange {
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub role: Option<String>,
+    pub description: Option<String>,
+    pub timeout: Option<u32>,
+    pub memory_size: Option<u32>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub revision_id: Option<String>,
+}
+
+/// The platform's functions, guarded and persisted.
+pub struct Store {
+    dir: PathBuf,
+    pub region: String,
+    pub account: String,
+    state: RwLock<State>,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir`.
+    pub fn open(dir: &Path, region: &str, account: &str) -> std::io::Result<Store> {
+        std::fs::create_dir_all(dir.join("code"))?;
+        let path = dir.join("state.json");
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::other(format!(
+                    "{} is not a fledge local state file: {e}",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            region: region.into(),
+            account: account.into(),
+            state: RwLock::new(state),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where a package is unpacked.
+    pub fn code_dir(&self, code_id: &str) -> PathBuf {
+        self.dir.join("code").join(code_id)
+    }
+
+    /// Where a package's zip is kept (GetFunction's Code.Location).
+    pub fn code_zip(&self, code_id: &str) -> PathBuf {
+        self.dir.join("code").join(format!("{code_id}.zip"))
+    }
+
+    pub fn function_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{name}",
+            self.region, self.account
+        )
+    }
+
+    /// Reads under the lock.
+    pub fn read<T>(&self, f: impl FnOnce(&BTreeMap<String, Function>) -> T) -> T {
+        f(&self.state.read().expect("store lock").functions)
+    }
+
+    /// Changes under the lock and persists before answering; nothing is kept if `f` fails.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, Function>) -> Result<T, LambdaError>,
+    ) -> Result<T, LambdaError> {
+        let mut guard = self.state.write().expect("store lock");
+        let mut draft = guard.functions.clone();
+        let out = f(&mut draft)?;
+        let bytes = serde_json::to_vec_pretty(&State {
+            functions: draft.clone(),
+        })
+        .expect("state serialises");
+        let tmp = self.dir.join("state.json.tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join("state.json")))
+            .map_err(|e| {
+                LambdaError::new(
+                    fledge_core::lambda::ErrorType::Service,
+                    format!("fledge local could not save its state: {e}"),
+                )
+            })?;
+        guard.functions = draft;
+        Ok(out)
+    }
+
+    fn not_found(&self, name: &str, qualifier: Option<&str>) -> LambdaError {
+        let arn = self.function_arn(name);
+        match qualifier {
+            Some(q) => LambdaError::not_found(format!("Function not found: {arn}:{q}")),
+            None => LambdaError::not_found(format!("Function not found: {arn}")),
+        }
+    }
+
+    /// Unpacks and keeps a deployment package; answers (CodeSha256, size, code id).
+    fn store_code(&self, zip: &[u8]) -> Result<(String, u64, String), LambdaError> {
+        let digest = Sha256::digest(zip);
+        let sha_b64 = base64::engine::general_purpose::STANDARD.encode(digest);
+        let id: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let target = self.code_dir(&id);
+        if !target.exists() {
+            let tmp = self.dir.join("code").join(format!("{id}.tmp-{}", uuid()));
+            unpack(zip, &tmp).map_err(|_| {
+                let _ = std::fs::remove_dir_all(&tmp);
+                LambdaError::invalid_parameter("Could not unzip uploaded file. Please check your file, then try to upload again.")
+            })?;
+            std::fs::write(self.code_zip(&id), zip)
+                .and_then(|()| std::fs::rename(&tmp, &target))
+                .map_err(|e| {
+                    LambdaError::new(
+                        fledge_core::lambda::ErrorType::Service,
+                        format!("could not store the code: {e}"),
+                    )
+                })?;
+        }
+        Ok((sha_b64, zip.len() as u64, id))
+    }
+
+    // ---- functions ----
+
+    pub fn create_function(&self, new: NewFunction) -> Result<Arc<FunctionVersion>, LambdaError> {
+        let runtime = new.runtime.ok_or_else(|| LambdaError::invalid_parameter("Runtime and Handler are mandatory parameters for functions created with deployment packages."))?;
+        check_runtime(&runtime)?;
+        let handler = new.handler.ok_or_else(|| LambdaError::invalid_parameter("Runtime and Handler are mandatory parameters for functions created with deployment packages."))?;
+        let role = new
+            .role
+            .ok_or_else(|| LambdaError::validation("null", "role", "Member must not be null"))?;
+        check_role(&role)?;
+        let timeout = check_timeout(new.timeout.unwrap_or(3))?;
+        let memory_size = check_memory(new.memory_size.unwrap_or(128))?;
+        let environment = new.environment.unwrap_or_default();
+        check_environment(&environment)?;
+        let zip = new.zip.ok_or_else(|| {
+            LambdaError::invalid_parameter("fledge local accepts code only as Code.ZipFile (S3 and container images are not available here)")
+        })?;
+        let (code_sha256, code_size, code_id) = self.store_code(&zip)?;
+        let name = new.name;
+        let now = now_ms();
+        let latest = Arc::new(FunctionVersion {
+            version: Version::Latest,
+            runtime,
+            handler,
+            role,
+            description: new.description.unwrap_or_default(),
+            timeout,
+            memory_size,
+            environment,
+            architectures: new.architectures.unwrap_or_else(|| vec!["x86_64".into()]),
+            code_sha256,
+            code_size,
+            code_id,
+            revision_id: uuid(),
+            last_modified: lambda_timestamp(now),
+        });
+        let arn = self.function_arn(&name);
+        self.write(|functions| {
+            if functions.contains_key(&name) {
+                return Err(LambdaError::new(
+                    fledge_core::lambda::ErrorType::ResourceConflict,
+                    format!("Function already exist: {name}"),
+                ));
+            }
+            let mut function = Function {
+                name: name.clone(),
+                latest: latest.clone(),
+                versions: BTreeMap::new(),
+                next_version: 1,
+                aliases: BTreeMap::new(),
+                reserved_concurrency: None,
+            };
+            let _ = &arn;
+            if new.publish {
+                let published = publish(&mut function, None, None, None)?;
+                functions.insert(name.clone(), function);
+                return Ok(published);
+            }
+            functions.insert(name.clone(), function);
+            Ok(latest)
+        })
+    }
+
+    pub fn delete_function(&self, name: &str, qualifier: Option<&str>) -> Result<(), LambdaError> {
+        self.write(|functions| {
+            let function = functions.get_mut(name).ok_or_else(|| self.not_found(name, None))?;
+            match qualifier {
+                None => {
+                    functions.remove(name);
+                    Ok(())
+                }
+                Some("$LATEST") => Err(LambdaError::invalid_parameter("$LATEST version cannot be deleted without deleting the function.")),
+                Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
+                    let n: u64 = q.parse().map_err(|_| self.not_found(name, Some(q)))?;
+                    if !function.versions.contains_key(&n) {
+                        return Err(self.not_found(name, Some(q)));
+                    }
+                    let users: Vec<&str> = function
+                        .aliases
+                        .values()
+                        .filter(|a| a.routing().versions().any(|v| v == Version::Number(n)))
+                        .map(|a| a.name.as_str())
+                        .collect();
+                    if !users.is_empty() {
+                        return Err(LambdaError::new(
+                            fledge_core::lambda::ErrorType::ResourceConflict,
+                            format!("Unable to delete version because the following aliases reference it: [{}]", users.join(", ")),
+                        ));
+                    }
+                    function.versions.remove(&n);
+                    Ok(())
+                }
+                Some(_) => Err(LambdaError::invalid_parameter("Deletion of aliases is not currently supported.")),
+            }
+        })
+    }
+
+    pub fn update_code(
+        &self,
+        name: &str,
+        zip: Vec<u8>,
+        revision_id: Option<&str>,
+        publish_after: bool,
+        dry_run: bool,
+    ) -> Result<Arc<FunctionVersion>, LambdaError> {
+        let (code_sha256, code_size, code_id) = self.store_code(&zip)?;
+        self.write(|functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            if revision_id.is_some_and(|r| r != function.latest.revision_id) {
+                return Err(LambdaError::revision_mismatch());
+            }
+            let mut latest = (*function.latest).clone();
+            latest.code_sha256 = code_sha256;
+            latest.code_size = code_size;
+            latest.code_id = code_id;
+            latest.last_modified = lambda_timestamp(now_ms());
+            latest.revision_id = uuid();
+            if dry_run {
+                return Ok(Arc::new(latest));
+            }
+            function.latest = Arc::new(latest);
+            if publish_after {
+                return publish(function, None, None, None);
+            }
+            Ok(function.latest.clone())
+        })
+    }
+
+    pub fn update_configuration(
+        &self,
+        name: &str,
+        change: ConfigChange,
+    ) -> Result<Arc<FunctionVersion>, LambdaError> {
+        if let Some(r) = &change.runtime {
+            check_runtime(r)?;
+        }
+        if let Some(role) = &change.role {
+            check_role(role)?;
+        }
+        let timeout = change.timeout.map(check_timeout).transpose()?;
+        let memory = change.memory_size.map(check_memory).transpose()?;
+        if let Some(env) = &change.environment {
+            check_environment(env)?;
+        }
+        self.write(|functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            if change
+                .revision_id
+                .as_deref()
+                .is_some_and(|r| r != function.latest.revision_id)
+            {
+                return Err(LambdaError::revision_mismatch());
+            }
+            let mut latest = (*function.latest).clone();
+            if let Some(v) = change.runtime {
+                latest.runtime = v;
+            }
+            if let Some(v) = change.handler {
+                latest.handler = v;
+            }
+            if let Some(v) = change.role {
+                latest.role = v;
+            }
+            if let Some(v) = change.description {
+                latest.description = v;
+            }
+            if let Some(v) = timeout {
+                latest.timeout = v;
+            }
+            if let Some(v) = memory {
+                latest.memory_size = v;
+            }
+            if let Some(v) = change.environment {
+                latest.environment = v;
+            }
+            latest.last_modified = lambda_timestamp(now_ms());
+            latest.revision_id = uuid();
+            function.latest = Arc::new(latest);
+            Ok(function.latest.clone())
+        })
+    }
+
+    pub fn publish_version(
+        &self,
+        name: &str,
+        code_sha256: Option<&str>,
+        description: Option<String>,
+        revision_id: Option<&str>,
+    ) -> Result<Arc<FunctionVersion>, LambdaError> {
+        self.write(|functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            publish(function, code_sha256, description, revision_id)
+        })
+    }
+
+    pub fn set_concurrency(&self, name: &str, reserved: Option<u32>) -> Result<(), LambdaError> {
+        self.write(|functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            function.reserved_concurrency = reserved;
+            Ok(())
+        })
+    }
+
+    // ---- aliases ----
+
+    pub fn create_alias(
+        &self,
+        name: &str,
+        alias: &AliasName,
+        request: RoutingRequest,
+        description: Option<String>,
+    ) -> Result<Alias, LambdaError> {
+        let routing = request.resolve(None)?;
+        self.write(|functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            let alias_arn = format!("{}:{alias}", self.function_arn(name));
+            if function.aliases.contains_key(alias.as_str()) {
+                return Err(LambdaError::new(
+                    fledge_core::lambda::ErrorType::ResourceConflict,
+                    format!("Alias already exists: {alias_arn}"),
+                ));
+            }
+            self.check_versions_exist(function, &routing)?;
+            let record = Alias {
+                name: alias.to_string(),
+                function_version: routing.primary,
+                description: description.unwrap_or_default(),
+                additional: routing.additional,
+                revision_id: uuid(),
+                mode: RoutingMode::default(),
+            };
+            function.aliases.insert(alias.to_string(), record.clone());
+            Ok(record)
+        })
+    }
+
+    pub fn update_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        request: RoutingRequest,
+        description: Option<String>,
+        revision_id: Option<&str>,
+    ) -> Result<Alias, LambdaError> {
+        self.write(|functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            let alias_arn = format!("{}:{alias}", self.function_arn(name));
+            let current = function
+                .aliases
+                .get(alias)
+                .ok_or_else(|| LambdaError::not_found(format!("Alias not found: {alias_arn}")))?;
+            if revision_id.is_some_and(|r| r != current.revision_id) {
+                return Err(LambdaError::revision_mismatch());
+            }
+            let routing = request.resolve(Some(&current.routing()))?;
+            self.check_versions_exist(function, &routing)?;
+            let current = function.aliases.get_mut(alias).expect("checked above");
+            current.function_version = routing.primary;
+            current.additional = routing.additional;
+            if let Some(d) = description {
+                current.description = d;
+            }
+            current.revision_id = uuid();
+            Ok(current.clone())
+        })
+    }
+
+    /// Sets an alias's local routing mode (fledge's extension; not a Lambda operation).
+    pub fn set_routing_mode(
+        &self,
+        name: &str,
+        alias: &str,
+        mode: RoutingMode,
+    ) -> Result<Alias, LambdaError> {
+        self.write(|functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            let alias_arn = format!("{}:{alias}", self.function_arn(name));
+            let current = function
+                .aliases
+                .get_mut(alias)
+                .ok_or_else(|| LambdaError::not_found(format!("Alias not found: {alias_arn}")))?;
+            current.mode = mode;
+            Ok(current.clone())
+        })
+    }
+
+    pub fn delete_alias(&self, name: &str, alias: &str) -> Result<(), LambdaError> {
+        self.write(|functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            function.aliases.remove(alias);
+            Ok(())
+        })
+    }
+
+    fn check_versions_exist(
+        &self,
+        function: &Function,
+        routing: &AliasRouting,
+    ) -> Result<(), LambdaError> {
+        for v in routing.versions() {
+            if function.version(v).is_none() {
+                return Err(self.not_found(&function.name, Some(&v.to_string())));
+            }
+        }
+        let roles: Vec<&str> = routing
+            .versions()
+            .filter_map(|v| function.version(v))
+            .map(|v| v.role.as_str())
+            .collect();
+        if roles.windows(2).any(|w| w[0] != w[1]) {
+            return Err(LambdaError::invalid_parameter(
+                "Specified versions must be associated with the same execution role",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// PublishVersion on a function: a new version, or the latest one if nothing changed.
+fn publish(
+    function: &mut Function,
+    code_sha256: Option<&str>,
+    description: Option<String>,
+    revision_id: Option<&str>,
+) -> Result<Arc<FunctionVersion>, LambdaError> {
+    let latest = function.latest.clone();
+    if let Some(sha) = code_sha256 {
+        if sha != latest.code_sha256 {
+            return Err(LambdaError::invalid_parameter(format!(
+                "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+                latest.code_sha256
+            )));
+        }
+    }
+    if revision_id.is_some_and(|r| r != latest.revision_id) {
+        return Err(LambdaError::revision_mismatch());
+    }
+    if let Some((_, newest)) = function.versions.last_key_value() {
+        let mut candidate = (*latest).clone();
+        if let Some(d) = &description {
+            candidate.description = d.clone();
+        }
+        if newest.fingerprint() == candidate.fingerprint() {
+            return Ok(newest.clone());
+        }
+    }
+    let n = function.next_version;
+    function.next_version += 1;
+    let mut version = (*latest).clone();
+    version.version = Version::Number(n);
+    version.revision_id = uuid();
+    version.last_modified = lambda_timestamp(now_ms());
+    if let Some(d) = description {
+        version.description = d;
+    }
+    let version = Arc::new(version);
+    function.versions.insert(n, version.clone());
+    let mut new_latest = (*latest).clone();
+    new_latest.revision_id = uuid();
+    function.latest = Arc::new(new_latest);
+    Ok(version)
+}
+
+fn check_runtime(runtime: &str) -> Result<(), LambdaError> {
+    if RUNTIMES.contains(&runtime) {
+        return Ok(());
+    }
+    let known = KNOWN_RUNTIMES
+        .trim_matches(['[', ']'])
+        .split(", ")
+        .any(|r| r == runtime);
+    if known {
+        return Err(LambdaError::invalid_parameter(format!(
+            "fledge local runs only the OS-only runtimes ({}); '{runtime}' is a Lambda runtime it cannot run. Build the function as a `bootstrap` executable and use provided.al2023.",
+            RUNTIMES.join(", ")
+        )));
+    }
+    Err(LambdaError::invalid_parameter(format!(
+        "Value {runtime} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: {KNOWN_RUNTIMES} or be a valid ARN"
+    )))
+}
+
+/// `arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+`, checked by shape only.
+fn check_role(role: &str) -> Result<(), LambdaError> {
+    let ok = (|| {
+        let rest = role.strip_prefix("arn:")?;
+        let (partition, rest) = rest.split_once(':')?;
+        let partition_ok = partition.is_empty()
+            || (partition.starts_with("aws")
+                && partition
+                    .bytes()
+                    .all(|b| b.is_ascii_alphabetic() || b == b'-'));
+        let rest = rest.strip_prefix("iam::")?;
+        let (account, rest) = rest.split_once(':')?;
+        let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        let path = rest.strip_prefix("role")?;
+        let path = path.strip_prefix('/').unwrap_or(path);
+        let path_ok = !path.is_empty()
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_/".contains(&b));
+        Some(partition_ok && account_ok && path_ok)
+    })()
+    .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(LambdaError::validation(
+            role,
+            "role",
+            r"Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+",
+        ))
+    }
+}
+
+fn check_timeout(t: u32) -> Result<u32, LambdaError> {
+    match t {
+        0 => Err(LambdaError::validation(
+            "0",
+            "timeout",
+            "Member must have value greater than or equal to 1",
+        )),
+        901.. => Err(LambdaError::validation(
+            &t.to_string(),
+            "timeout",
+            "Member must have value less than or equal to 900",
+        )),
+        _ => Ok(t),
+    }
+}
+
+fn check_memory(m: u32) -> Result<u32, LambdaError> {
+    match m {
+        ..128 => Err(LambdaError::validation(
+            &m.to_string(),
+            "memorySize",
+            "Member must have value greater than or equal to 128",
+        )),
+        10241.. => Err(LambdaError::validation(
+            &m.to_string(),
+            "memorySize",
+            "Member must have value less than or equal to 10240",
+        )),
+        _ => Ok(m),
+    }
+}
+
+fn check_environment(env: &BTreeMap<String, String>) -> Result<(), LambdaError> {
+    let reserved: Vec<&str> = env
+        .keys()
+        .map(String::as_str)
+        .filter(|k| RESERVED_ENV.contains(k))
+        .collect();
+    if reserved.is_empty() {
+        return Ok(());
+    }
+    Err(LambdaError::invalid_parameter(format!(
+        "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
+        reserved.join(", ")
+    )))
+}
+
+/// Unpacks a zip into `dir`, refusing paths that leave it, keeping Unix modes; `bootstrap`
+/// is made executable even when the archive carries no mode (zips made on Windows).
+fn unpack(zip: &[u8], dir: &Path) -> std::io::Result<()> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip)).map_err(std::io::Error::other)?;
+    std::fs::create_dir_all(dir)?;
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(std::io::Error::other)?;
+        let Some(relative) = entry.enclosed_name() else {
+            return Err(std::io::Error::other("an entry's path leaves the package"));
+        };
+        let path = dir.join(&relative);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&path)?;
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        std::fs::write(&path, bytes)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mut mode = entry.unix_mode().unwrap_or(0o644) & 0o777;
+            if relative == Path::new("bootstrap") {
+                mode |= 0o555;
+            }
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode.max(0o400)))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    pub fn zip_with(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let mut w = zip::ZipWriter::new(&mut out);
+        for (name, bytes, mode) in files {
+            let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
+            w.start_file(*name, options).unwrap();
+            w.write_all(bytes).unwrap();
+        }
+        w.finish().unwrap();
+        out.into_inner()
+    }
+
+    fn new_function(name: &str, zip: Vec<u8>) -> NewFunction {
+        NewFunction {
+            name: name.into(),
+            runtime: Some("provided.al2023".into()),
+            handler: Some("bootstrap".into()),
+            role: Some("arn:aws:iam::123456789012:role/lambda".into()),
+            zip: Some(zip),
+            ..NewFunction::default()
+        }
+    }
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fledge-store-{}", uuid()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn publish_with_nothing_changed_returns_the_latest_version() {
+        let dir = temp_dir();
+        let store = Store::open(&dir, "us-east-1", "000000000000").unwrap();
+        let zip = zip_with(&[("bootstrap", b"#!/bin/sh\n", 0o755)]);
+        store
+            .create_function(new_function("f", zip.clone()))
+            .unwrap();
+        let v1 = store.publish_version("f", None, None, None).unwrap();
+        let again = store.publish_version("f", None, None, None).unwrap();
+        assert_eq!(
+            (v1.version, again.version),
+            (Version::Number(1), Version::Number(1))
+        );
+        store
+            .update_code(
+                "f",
+                zip_with(&[("bootstrap", b"#!/bin/sh\necho 2\n", 0o755)]),
+                None,
+                false,
+                false,
+            )
+            .unwrap();
+        let v2 = store.publish_version("f", None, None, None).unwrap();
+        assert_eq!(v2.version, Version::Number(2));
+        let e = store
+            .publish_version("f", Some("bogus"), None, None)
+            .unwrap_err();
+        assert!(
+            e.message.starts_with("CodeSHA256 (bogus) is different"),
+            "{e}"
+        );
+        // And it all survives a restart.
+        drop(store);
+        let reopened = Store::open(&dir, "us-east-1", "000000000000").unwrap();
+        assert_eq!(reopened.read(|f| f["f"].versions.len()), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_package_is_unpacked_with_an_executable_bootstrap() {
+        let dir = temp_dir();
+        let store = Store::open(&dir, "us-east-1", "000000000000").unwrap();
+        let f = store
+            .create_function(new_function(
+                "f",
+                zip_with(&[("bootstrap", b"x", 0o644), ("lib/data.txt", b"d", 0o644)]),
+            ))
+            .unwrap();
+        let code = store.code_dir(&f.code_id);
+        use std::os::unix::fs::PermissionsExt;
+        assert_ne!(
+            std::fs::metadata(code.join("bootstrap"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o111,
+            0
+        );
+        assert_eq!(std::fs::read(code.join("lib/data.txt")).unwrap(), b"d");
+        let bad = store
+            .create_function(new_function("g", b"not a zip".to_vec()))
+            .unwrap_err();
+        assert_eq!(
+            bad.message,
+            "Could not unzip uploaded file. Please check your file, then try to upload again."
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn create_checks_what_aws_checks() {
+        let dir = temp_dir();
+        let store = Store::open(&dir, "us-east-1", "000000000000").unwrap();
+        let zip = zip_with(&[("bootstrap", b"x", 0o755)]);
+        let mut bad_role = new_function("f", zip.clone());
+        bad_role.role = Some("not-a-role".into());
+        assert_eq!(
+            store.create_function(bad_role).unwrap_err().kind,
+            fledge_core::lambda::ErrorType::Validation
+        );
+        let mut reserved = new_function("f", zip.clone());
+        reserved.environment = Some([("AWS_REGION".to_string(), "x".to_string())].into());
+        assert!(
+            store
+                .create_function(reserved)
+                .unwrap_err()
+                .message
+                .contains("AWS_REGION")
+        );
+        let mut node = new_function("f", zip.clone());
+        node.runtime = Some("nodejs20.x".into());
+        assert!(
+            store
+                .create_function(node)
+                .unwrap_err()
+                .message
+                .contains("provided.al2023")
+        );
+        store
+            .create_function(new_function("f", zip.clone()))
+            .unwrap();
+        let dup = store.create_function(new_function("f", zip)).unwrap_err();
+        assert_eq!(
+            (dup.kind.status(), dup.message.as_str()),
+            (409, "Function already exist: f")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
