@@ -519,7 +519,9 @@ impl Alarm {
     /// The state the metric puts the alarm in now, and why.
     fn evaluate(&self, metrics: &Metrics, now: f64) -> (String, String) {
         let stat = Statistic::parse(&self.statistic).unwrap_or(Statistic::Sum);
-        let end = now.floor() as i64;
+        // The second in progress counts: at one-second resolution an alarm should see the
+        // errors that just happened, not only those of completed periods.
+        let end = now.floor() as i64 + 1;
         let start = end - self.period * self.evaluation_periods;
         let points = if self.namespace == "AWS/Lambda" {
             metrics.query(&self.metric_name, &self.dimensions, start, end, self.period)

@@ -42,17 +42,17 @@ pub struct Fault {
 impl Fault {
     /// Checks a fault as given by a user; the error says what to change.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(s) = self.status {
-            if ![429, 500, 502, 503].contains(&s) {
-                return Err(format!(
-                    "status {s} is not injectable; use 429, 500, 502 or 503"
-                ));
-            }
+        if let Some(s) = self.status
+            && ![429, 500, 502, 503].contains(&s)
+        {
+            return Err(format!(
+                "status {s} is not injectable; use 429, 500, 502 or 503"
+            ));
         }
-        if let Some(r) = self.rate {
-            if !(0.0..=1.0).contains(&r) {
-                return Err(format!("rate {r} must be between 0 and 1"));
-            }
+        if let Some(r) = self.rate
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(format!("rate {r} must be between 0 and 1"));
         }
         if self.status.is_none() && self.delay_ms == 0 {
             return Err("a fault needs a status, a delay_ms, or both".into());

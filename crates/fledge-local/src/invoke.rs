@@ -357,12 +357,13 @@ async fn run_with_id(
             } else {
                 "ConcurrentInvocationLimitExceeded"
             };
-            let mut e = LambdaError::new(ErrorType::TooManyRequests, "Rate Exceeded.");
-            e.message = format!(
-                "Rate Exceeded. ({reason}: {limit} concurrent invocations of {})",
-                target.function
-            );
-            return Err(e);
+            return Err(LambdaError::new(
+                ErrorType::TooManyRequests,
+                format!(
+                    "Rate Exceeded. ({reason}: {limit} concurrent invocations of {})",
+                    target.function
+                ),
+            ));
         }
         Acquired::Ready(sandbox, claim, concurrency) => (sandbox, claim, concurrency),
         Acquired::Cold(claim, concurrency) => {

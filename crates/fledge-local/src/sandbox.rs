@@ -197,8 +197,9 @@ impl Sandbox {
         !self.shared.dead.load(Ordering::SeqCst)
     }
 
-    /// Stops the process.
+    /// Stops the process. It counts as dead from now on, so it is never handed work again.
     pub fn stop(&self) {
+        self.shared.dead.store(true, Ordering::SeqCst);
         if let Some(kill) = self.kill.lock().expect("sandbox lock").take() {
             let _ = kill.send(());
         }
@@ -225,12 +226,12 @@ impl Sandbox {
             reply: reply_tx,
         });
         self.shared.notify.notify_one();
-        if self.shared.dead.load(Ordering::SeqCst) {
-            if let Some(p) = self.shared.pending.lock().expect("sandbox lock").take() {
-                let _ = p
-                    .reply
-                    .send(JobResult::Exited("the process had already exited".into()));
-            }
+        if self.shared.dead.load(Ordering::SeqCst)
+            && let Some(p) = self.shared.pending.lock().expect("sandbox lock").take()
+        {
+            let _ = p
+                .reply
+                .send(JobResult::Exited("the process had already exited".into()));
         }
         let asked = Instant::now();
         let init_duration = || {

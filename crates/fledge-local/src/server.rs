@@ -174,7 +174,7 @@ fn router(platform: Arc<Platform>) -> Router {
     let f = "/2015-03-31/functions";
     Router::new()
         .route(
-            &format!("{f}"),
+            f,
             post(control::create_function).get(control::list_functions),
         )
         .route(&format!("{f}/"), get(control::list_functions))

@@ -306,7 +306,6 @@ impl Store {
             revision_id: uuid(),
             last_modified: lambda_timestamp(now),
         });
-        let arn = self.function_arn(&name);
         self.write(|functions| {
             if functions.contains_key(&name) {
                 return Err(LambdaError::new(
@@ -322,7 +321,6 @@ impl Store {
                 aliases: BTreeMap::new(),
                 reserved_concurrency: None,
             };
-            let _ = &arn;
             if new.publish {
                 let published = publish(&mut function, None, None, None)?;
                 functions.insert(name.clone(), function);
@@ -612,13 +610,13 @@ fn publish(
     revision_id: Option<&str>,
 ) -> Result<Arc<FunctionVersion>, LambdaError> {
     let latest = function.latest.clone();
-    if let Some(sha) = code_sha256 {
-        if sha != latest.code_sha256 {
-            return Err(LambdaError::invalid_parameter(format!(
-                "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
-                latest.code_sha256
-            )));
-        }
+    if let Some(sha) = code_sha256
+        && sha != latest.code_sha256
+    {
+        return Err(LambdaError::invalid_parameter(format!(
+            "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+            latest.code_sha256
+        )));
     }
     if revision_id.is_some_and(|r| r != latest.revision_id) {
         return Err(LambdaError::revision_mismatch());

@@ -1,0 +1,215 @@
+//! What the end-to-end tests share: a platform on a free port with its own data directory,
+//! SDK clients pointed at it, and packages of the sample function.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_lambda::primitives::Blob;
+use fledge_local::{Platform, PlatformConfig, RunningPlatform};
+
+pub struct TestPlatform {
+    pub running: Option<RunningPlatform>,
+    pub dir: PathBuf,
+    pub lambda: aws_sdk_lambda::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub endpoint: String,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("fledge-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub async fn start(tag: &str) -> TestPlatform {
+    start_in(temp_dir(tag), |_| {}).await
+}
+
+pub async fn start_in(dir: PathBuf, configure: impl FnOnce(&mut PlatformConfig)) -> TestPlatform {
+    let mut config = PlatformConfig::new(&dir);
+    configure(&mut config);
+    let running = Platform::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let endpoint = running.endpoint();
+    TestPlatform {
+        lambda: lambda_client(&endpoint, true),
+        cloudwatch: cloudwatch_client(&endpoint),
+        running: Some(running),
+        dir,
+        endpoint,
+    }
+}
+
+fn credentials() -> Credentials {
+    Credentials::new("fledge", "fledge", None, None, "tests")
+}
+
+pub fn lambda_client(endpoint: &str, retries: bool) -> aws_sdk_lambda::Client {
+    let mut b = aws_sdk_lambda::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(credentials());
+    if !retries {
+        b = b.retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled());
+    }
+    aws_sdk_lambda::Client::from_conf(b.build())
+}
+
+pub fn cloudwatch_client(endpoint: &str) -> aws_sdk_cloudwatch::Client {
+    let conf = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+            "fledge", "fledge", None, None, "tests",
+        ))
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(conf)
+}
+
+/// A deployment package: the sample function as `bootstrap`, plus `marker` so that each
+/// package (and so each published version) can differ.
+pub fn sample_zip(marker: &str) -> Vec<u8> {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_fledge-sample")).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut out);
+    let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    w.start_file("bootstrap", exec).unwrap();
+    w.write_all(&binary).unwrap();
+    w.start_file(
+        "marker.txt",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o644),
+    )
+    .unwrap();
+    w.write_all(marker.as_bytes()).unwrap();
+    w.finish().unwrap();
+    out.into_inner()
+}
+
+pub const ROLE: &str = "arn:aws:iam::123456789012:role/fledge-tests";
+
+impl TestPlatform {
+    /// Creates `name` from the sample with `env`, publishes it as version 1.
+    pub async fn create_sample(&self, name: &str, env: &[(&str, &str)], timeout: i32) {
+        let vars = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.lambda
+            .create_function()
+            .function_name(name)
+            .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(ROLE)
+            .timeout(timeout)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(vars))
+                    .build(),
+            )
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(Blob::new(sample_zip(name)))
+                    .build(),
+            )
+            .publish(true)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Sets `$LATEST`'s environment and publishes; answers the new version.
+    pub async fn publish_with_env(&self, name: &str, env: &[(&str, &str)]) -> String {
+        let vars = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.lambda
+            .update_function_configuration()
+            .function_name(name)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(vars))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        self.lambda
+            .publish_version()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap()
+            .version
+            .unwrap()
+    }
+
+    /// Stops the platform and hands over its data directory, which is kept.
+    pub async fn stop(mut self) -> PathBuf {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        std::mem::take(&mut self.dir)
+    }
+
+    /// A raw HTTP request to the platform (for fledge's own admin endpoints).
+    pub async fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for TestPlatform {
+    fn drop(&mut self) {
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Invokes and answers (executed version, function error?, payload).
+pub async fn invoke(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    payload: &str,
+) -> (String, Option<String>, String) {
+    let out = client
+        .invoke()
+        .function_name(function)
+        .payload(Blob::new(payload.as_bytes().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let body = out
+        .payload
+        .map(|p| String::from_utf8(p.into_inner()).unwrap())
+        .unwrap_or_default();
+    (
+        out.executed_version.unwrap_or_default(),
+        out.function_error,
+        body,
+    )
+}

@@ -1,0 +1,733 @@
+//! The local platform through the official aws-sdk-lambda over HTTP, with the sample
+//! function running as real processes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_lambda::error::ProvideErrorMetadata;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::AliasRoutingConfiguration;
+use common::{invoke, start};
+
+fn weights(pairs: &[(&str, f64)]) -> AliasRoutingConfiguration {
+    AliasRoutingConfiguration::builder()
+        .set_additional_version_weights(Some(
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        ))
+        .build()
+}
+
+/// A split alias sends each version its share, says which version ran, and only the bad
+/// version's invocations fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_alias_routes_by_weight() {
+    let p = start("split").await;
+    p.create_sample("orders", &[], 3).await;
+    let v2 = p
+        .publish_with_env("orders", &[("SAMPLE_ERROR_RATE", "1")])
+        .await;
+    assert_eq!(v2, "2");
+    p.lambda
+        .create_alias()
+        .function_name("orders")
+        .name("live")
+        .function_version("1")
+        .routing_config(weights(&[("2", 0.3)]))
+        .send()
+        .await
+        .unwrap();
+
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let client = p.lambda.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen: HashMap<(String, bool), u32> = HashMap::new();
+            for i in 0..100 {
+                let (version, error, _) = invoke(
+                    &client,
+                    "orders:live",
+                    &format!("{{\"n\":{}}}", worker * 100 + i),
+                )
+                .await;
+                *seen.entry((version, error.is_some())).or_default() += 1;
+            }
+            seen
+        }));
+    }
+    let mut seen: HashMap<(String, bool), u32> = HashMap::new();
+    for t in tasks {
+        for (k, n) in t.await.unwrap() {
+            *seen.entry(k).or_default() += n;
+        }
+    }
+    let v1_ok = seen.get(&("1".into(), false)).copied().unwrap_or(0);
+    let v2_failed = seen.get(&("2".into(), true)).copied().unwrap_or(0);
+    assert_eq!(
+        v1_ok + v2_failed,
+        800,
+        "only v1 successes and v2 failures: {seen:?}"
+    );
+    // 800 draws at 30%: mean 240, sd 13; five sd either side.
+    assert!(
+        (175..=305).contains(&v2_failed),
+        "v2 served {v2_failed} of 800"
+    );
+}
+
+/// Every alias rule in the reference answers AWS's status, type and message.
+#[tokio::test]
+async fn alias_validation_answers_as_aws_does() {
+    let p = start("validation").await;
+    p.create_sample("f", &[], 3).await;
+    p.publish_with_env("f", &[("X", "2")]).await;
+    p.lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+
+    let update = |version: Option<&str>, routing: Option<AliasRoutingConfiguration>| {
+        p.lambda
+            .update_alias()
+            .function_name("f")
+            .name("live")
+            .set_function_version(version.map(String::from))
+            .set_routing_config(routing)
+            .send()
+    };
+    let cases: Vec<(_, u16, &str, &str)> = vec![
+        (
+            update(None, Some(weights(&[("2", 1.5)])))
+                .await
+                .unwrap_err(),
+            400,
+            "ValidationException",
+            "1 validation error detected: Value '{2=1.5}' at 'routingConfig.additionalVersionWeights' failed to satisfy constraint: Map value must satisfy constraint: [Member must have value less than or equal to 1.0, Member must have value greater than or equal to 0.0, Member must not be null]",
+        ),
+        (
+            update(None, Some(weights(&[("2", -1.0)])))
+                .await
+                .unwrap_err(),
+            400,
+            "ValidationException",
+            "1 validation error detected: Value '{2=-1.0}'",
+        ),
+        (
+            update(None, Some(weights(&[("$LATEST", 0.5)])))
+                .await
+                .unwrap_err(),
+            400,
+            "ValidationException",
+            "Map keys must satisfy constraint",
+        ),
+        (
+            update(None, Some(weights(&[("2", 0.1), ("3", 0.1)])))
+                .await
+                .unwrap_err(),
+            400,
+            "InvalidParameterValueException",
+            "Number of items in AdditionalVersionWeights cannot be greater than 1",
+        ),
+        (
+            update(Some("$LATEST"), Some(weights(&[("2", 0.1)])))
+                .await
+                .unwrap_err(),
+            400,
+            "InvalidParameterValueException",
+            "$LATEST is not supported for an alias pointing to more than 1 version",
+        ),
+        (
+            update(Some("1"), Some(weights(&[("1", 0.1)])))
+                .await
+                .unwrap_err(),
+            400,
+            "InvalidParameterValueException",
+            "Invalid function version 1. Function version 1 is already included in routing configuration.",
+        ),
+        (
+            update(Some("1"), Some(weights(&[("10", 0.1)])))
+                .await
+                .unwrap_err(),
+            404,
+            "ResourceNotFoundException",
+            "Function not found: arn:aws:lambda:us-east-1:000000000000:function:f:10",
+        ),
+        (
+            update(Some("9"), None).await.unwrap_err(),
+            404,
+            "ResourceNotFoundException",
+            "Function not found: arn:aws:lambda:us-east-1:000000000000:function:f:9",
+        ),
+    ];
+    for (e, status, code, message) in cases {
+        let got_status = e.raw_response().map(|r| r.status().as_u16());
+        assert_eq!((got_status, e.code()), (Some(status), Some(code)), "{e:?}");
+        assert!(
+            e.message().unwrap_or_default().contains(message),
+            "{:?} vs {message}",
+            e.message()
+        );
+    }
+
+    let e = p
+        .lambda
+        .create_alias()
+        .function_name("f")
+        .name("2024")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ValidationException"));
+    let e = p
+        .lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            Some("ResourceConflictException"),
+            Some("Alias already exists: arn:aws:lambda:us-east-1:000000000000:function:f:live")
+        )
+    );
+    let e = p
+        .lambda
+        .get_alias()
+        .function_name("f")
+        .name("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            Some("ResourceNotFoundException"),
+            Some("Cannot find alias arn: arn:aws:lambda:us-east-1:000000000000:function:f:nope")
+        )
+    );
+    let e = p
+        .lambda
+        .update_alias()
+        .function_name("f")
+        .name("nope")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some("Alias not found: arn:aws:lambda:us-east-1:000000000000:function:f:nope")
+    );
+    p.lambda
+        .delete_alias()
+        .function_name("f")
+        .name("nope")
+        .send()
+        .await
+        .expect("deleting a missing alias succeeds");
+    let ok = p
+        .lambda
+        .create_alias()
+        .function_name("f")
+        .name("latest")
+        .function_version("$LATEST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.function_version(), Some("$LATEST"));
+    let empty = p
+        .lambda
+        .create_alias()
+        .function_name("f")
+        .name("empty")
+        .function_version("1")
+        .routing_config(weights(&[]))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        empty.routing_config().is_none(),
+        "no routing is omitted, as AWS does"
+    );
+}
+
+/// RevisionId changes on every mutation, and a stale one is refused with 412.
+#[tokio::test]
+async fn revision_ids_guard_alias_writes() {
+    let p = start("revisions").await;
+    p.create_sample("f", &[], 3).await;
+    p.publish_with_env("f", &[("X", "2")]).await;
+    let created = p
+        .lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    let r1 = created.revision_id().unwrap().to_string();
+    let updated = p
+        .lambda
+        .update_alias()
+        .function_name("f")
+        .name("live")
+        .revision_id(&r1)
+        .routing_config(weights(&[("2", 0.05)]))
+        .send()
+        .await
+        .unwrap();
+    let r2 = updated.revision_id().unwrap().to_string();
+    assert_ne!(r1, r2);
+    let stale = p
+        .lambda
+        .update_alias()
+        .function_name("f")
+        .name("live")
+        .revision_id(&r1)
+        .function_version("2")
+        .routing_config(weights(&[]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(stale.raw_response().map(|r| r.status().as_u16()), Some(412));
+    assert_eq!(stale.code(), Some("PreconditionFailedException"));
+    let got = p
+        .lambda
+        .get_alias()
+        .function_name("f")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.revision_id(),
+        Some(r2.as_str()),
+        "the refused write changed nothing"
+    );
+    assert_eq!(
+        got.routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .and_then(|w| w.get("2")),
+        Some(&0.05)
+    );
+    let again = p
+        .lambda
+        .update_alias()
+        .function_name("f")
+        .name("live")
+        .description("same routing")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(again.revision_id(), Some(r2.as_str()));
+    assert!(
+        again.routing_config().is_some(),
+        "an update without RoutingConfig keeps the routing"
+    );
+}
+
+/// A function that hangs past its timeout, one that exits mid-invocation, and a package
+/// without a bootstrap are answered as Lambda answers them, and the platform keeps serving.
+#[tokio::test]
+async fn crashes_hangs_and_exits() {
+    let p = start("crashes").await;
+    p.create_sample("f", &[], 1).await;
+
+    let (_, error, body) = invoke(&p.lambda, "f:1", r#"{"sleep_ms": 3000}"#).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errorType"], "Sandbox.Timedout");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .ends_with("Error: Task timed out after 1.00 seconds"),
+        "{v}"
+    );
+
+    let (version, error, _) = invoke(&p.lambda, "f:1", "{}").await;
+    assert_eq!(
+        (version.as_str(), error),
+        ("1", None),
+        "served after the timeout"
+    );
+
+    let (_, error, body) = invoke(&p.lambda, "f:1", r#"{"exit": 3}"#).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errorType"], "Runtime.ExitError");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .ends_with("Runtime exited with error: exit status 3"),
+        "{v}"
+    );
+    assert_eq!(
+        invoke(&p.lambda, "f:1", "{}").await.1,
+        None,
+        "served after the exit"
+    );
+
+    let (_, error, body) = invoke(&p.lambda, "f:1", r#"{"fail": true}"#).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert!(body.contains("sample failure in version 1"), "{body}");
+
+    let mut empty = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut empty);
+    w.start_file("README", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.finish().unwrap();
+    p.lambda
+        .update_function_code()
+        .function_name("f")
+        .zip_file(Blob::new(empty.into_inner()))
+        .send()
+        .await
+        .unwrap();
+    let (_, error, body) = invoke(&p.lambda, "f", "{}").await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert!(body.contains("Runtime.InvalidEntrypoint"), "{body}");
+    assert_eq!(invoke(&p.lambda, "f:1", "{}").await.1, None);
+}
+
+/// Reserved concurrency is enforced with 429 TooManyRequestsException.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_concurrency_throttles() {
+    let p = start("throttle").await;
+    p.create_sample("f", &[], 5).await;
+    p.lambda
+        .put_function_concurrency()
+        .function_name("f")
+        .reserved_concurrent_executions(1)
+        .send()
+        .await
+        .unwrap();
+    let client = common::lambda_client(&p.endpoint, false);
+    let slow = {
+        let c = client.clone();
+        tokio::spawn(async move { invoke(&c, "f:1", r#"{"sleep_ms": 1500}"#).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let e = client
+        .invoke()
+        .function_name("f:1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("TooManyRequestsException"));
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(429));
+    assert_eq!(slow.await.unwrap().1, None);
+    let got = p
+        .lambda
+        .get_function()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.concurrency()
+            .and_then(|c| c.reserved_concurrent_executions()),
+        Some(1)
+    );
+}
+
+/// Tail logs carry Lambda's START, END and REPORT lines and the function's own output.
+#[tokio::test]
+async fn tail_logs() {
+    let p = start("tail").await;
+    p.create_sample("f", &[], 3).await;
+    let out = p
+        .lambda
+        .invoke()
+        .function_name("f:1")
+        .log_type(aws_sdk_lambda::types::LogType::Tail)
+        .payload(Blob::new(br#"{"fail":true}"#.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    use base64::Engine;
+    let log = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(out.log_result().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        log.starts_with("START RequestId: ") && log.contains(" Version: 1\n"),
+        "{log}"
+    );
+    assert!(log.contains("version 1 failing request"), "{log}");
+    assert!(
+        log.contains("\nEND RequestId: ")
+            && log.contains("REPORT RequestId: ")
+            && log.contains("Init Duration: "),
+        "{log}"
+    );
+}
+
+/// Functions, versions and aliases survive a restart of the platform.
+#[tokio::test]
+async fn state_survives_a_restart() {
+    let p = start("restart").await;
+    p.create_sample("f", &[], 3).await;
+    p.publish_with_env("f", &[("X", "2")]).await;
+    p.lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .routing_config(weights(&[("2", 0.25)]))
+        .send()
+        .await
+        .unwrap();
+    let dir = p.stop().await;
+    let p = common::start_in(dir, |_| {}).await;
+    let alias = p
+        .lambda
+        .get_alias()
+        .function_name("f")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        alias
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .and_then(|w| w.get("2")),
+        Some(&0.25)
+    );
+    let versions = p
+        .lambda
+        .list_versions_by_function()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = versions
+        .versions()
+        .iter()
+        .filter_map(|v| v.version())
+        .collect();
+    assert_eq!(names, vec!["$LATEST", "1", "2"]);
+    assert_eq!(invoke(&p.lambda, "f:2", "{}").await.0, "2");
+}
+
+/// Event invocations answer 202 and run; DryRun answers 204 and runs nothing.
+#[tokio::test]
+async fn event_and_dry_run() {
+    let p = start("async").await;
+    p.create_sample("f", &[], 3).await;
+    let out = p
+        .lambda
+        .invoke()
+        .function_name("f:1")
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 202);
+    let out = p
+        .lambda
+        .invoke()
+        .function_name("f:1")
+        .invocation_type(aws_sdk_lambda::types::InvocationType::DryRun)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 204);
+    let e = p
+        .lambda
+        .invoke()
+        .function_name("f:nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some("Function not found: arn:aws:lambda:us-east-1:000000000000:function:f:nope")
+    );
+    let e = p
+        .lambda
+        .invoke()
+        .function_name("missing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some("Function not found: arn:aws:lambda:us-east-1:000000000000:function:missing:$LATEST")
+    );
+    let big = vec![b' '; 6 * 1024 * 1024 + 1];
+    let e = p
+        .lambda
+        .invoke()
+        .function_name("f:1")
+        .payload(Blob::new(big))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("RequestTooLargeException"));
+}
+
+/// Injected faults reach SDK callers with Lambda's error types, then stop.
+#[tokio::test]
+async fn injected_faults() {
+    let p = start("faults").await;
+    p.create_sample("f", &[], 3).await;
+    p.lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = p
+        .admin(
+            "POST",
+            "/_fledge/faults",
+            r#"{"operation":"UpdateAlias","status":429,"count":2}"#,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let client = common::lambda_client(&p.endpoint, false);
+    for _ in 0..2 {
+        let e = client
+            .update_alias()
+            .function_name("f")
+            .name("live")
+            .description("x")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("TooManyRequestsException"));
+    }
+    client
+        .update_alias()
+        .function_name("f")
+        .name("live")
+        .description("x")
+        .send()
+        .await
+        .expect("the fault was spent");
+    let (status, _) = p
+        .admin(
+            "POST",
+            "/_fledge/faults",
+            r#"{"operation":"GetAlias","status":500}"#,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let e = client
+        .get_alias()
+        .function_name("f")
+        .name("live")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ServiceException"));
+    assert_eq!(p.admin("DELETE", "/_fledge/faults", "").await.0, 204);
+    client
+        .get_alias()
+        .function_name("f")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = p
+        .admin(
+            "POST",
+            "/_fledge/faults",
+            r#"{"operation":"*","status":404}"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("429, 500"), "{body}");
+}
+
+/// The local routing extensions: exact split and sticky keys.
+#[tokio::test]
+async fn exact_and_sticky_routing() {
+    let p = start("modes").await;
+    p.create_sample("f", &[], 3).await;
+    p.publish_with_env("f", &[("X", "2")]).await;
+    p.lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .routing_config(weights(&[("2", 0.1)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        p.admin("PUT", "/_fledge/routing/f/live", r#"{"mode":"exact"}"#)
+            .await
+            .0,
+        200
+    );
+    let mut on_v2 = 0;
+    for n in 1..=50 {
+        if invoke(&p.lambda, "f:live", "{}").await.0 == "2" {
+            on_v2 += 1;
+        }
+        assert!(
+            (on_v2 as f64 - 0.1 * n as f64).abs() < 1.0,
+            "after {n}: {on_v2}"
+        );
+    }
+    assert_eq!(
+        p.admin(
+            "PUT",
+            "/_fledge/routing/f/live",
+            r#"{"mode":"sticky","key":{"json_pointer":"/user"}}"#
+        )
+        .await
+        .0,
+        200
+    );
+    let mut first = HashMap::new();
+    for round in 0..3 {
+        for user in 0..20 {
+            let (v, _, _) = invoke(&p.lambda, "f:live", &format!("{{\"user\":\"u{user}\"}}")).await;
+            let seen = first.entry(user).or_insert_with(|| v.clone());
+            assert_eq!(*seen, v, "user {user} moved in round {round}");
+        }
+    }
+    let (status, body) = p
+        .admin("PUT", "/_fledge/routing/f/live", r#"{"mode":"sometimes"}"#)
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("sticky"), "{body}");
+}
+
+/// An operation fledge local does not implement is answered at once, clearly.
+#[tokio::test]
+async fn unsupported_operations_say_so() {
+    let p = start("unsupported").await;
+    let e = common::lambda_client(&p.endpoint, false)
+        .list_layers()
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .contains("fledge local does not implement GET /2018-10-31/layers"),
+        "{e:?}"
+    );
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(400));
+}
