@@ -1,0 +1,191 @@
+//! Invoke throughput and latency of fledge local, with warm processes of the sample function:
+//! through an alias (a routing decision per call) and through a version qualifier.
+//!
+//! `cargo bench -p fledge-sample --bench invoke` (release build). Options through the
+//! environment: `BENCH_SECONDS` (default 5 per run), `BENCH_CONNECTIONS` (default
+//! "1,8,16,64"). The client is a minimal keep-alive HTTP/1.1 loop on the same machine, so
+//! the numbers include its cost too (two cores shared by client, platform and functions).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use fledge_local::{Platform, PlatformConfig};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/bench";
+
+fn sample_zip(marker: &str) -> Vec<u8> {
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_fledge-sample")).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut out);
+    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
+    w.write_all(&binary).unwrap();
+    w.start_file("marker", zip::write::SimpleFileOptions::default()).unwrap();
+    w.write_all(marker.as_bytes()).unwrap();
+    w.finish().unwrap();
+    out.into_inner()
+}
+
+/// One keep-alive connection; answers each request's latency.
+struct Connection {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    request: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(addr: &str, path: &str) -> Connection {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (r, w) = stream.into_split();
+        let body = b"{\"bench\":true}";
+        let mut request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        request.extend_from_slice(body);
+        Connection { reader: BufReader::new(r), writer: w, request }
+    }
+
+    async fn call(&mut self) -> Duration {
+        let start = Instant::now();
+        self.writer.write_all(&self.request).await.unwrap();
+        let mut line = String::new();
+        let mut length = 0usize;
+        let mut status = String::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).await.unwrap();
+            if status.is_empty() {
+                status = line.clone();
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        assert!(status.contains(" 200 "), "{status}");
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).await.unwrap();
+        start.elapsed()
+    }
+}
+
+struct Run {
+    calls: usize,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+async fn load(addr: &str, path: &str, connections: usize, seconds: u64) -> Run {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (addr, path) = (addr.to_string(), path.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Connection::open(&addr, &path).await;
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                latencies.push(c.call().await);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Run { calls: all.len(), per_second: all.len() as f64 / elapsed.as_secs_f64(), p50: pick(0.5), p99: pick(0.99), max: *all.last().unwrap() }
+}
+
+async fn cold_starts(addr: &str, endpoint: &str, n: usize) -> Vec<Duration> {
+    let lambda = client(endpoint);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let name = format!("cold{i}");
+        lambda
+            .create_function()
+            .function_name(&name)
+            .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(ROLE)
+            .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(sample_zip(&name))).build())
+            .send()
+            .await
+            .unwrap();
+        let mut c = Connection::open(addr, &format!("/2015-03-31/functions/{name}/invocations")).await;
+        out.push(c.call().await);
+    }
+    out
+}
+
+fn client(endpoint: &str) -> aws_sdk_lambda::Client {
+    let conf = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new("b", "b", None, None, "bench"))
+        .build();
+    aws_sdk_lambda::Client::from_conf(conf)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let connection_counts: Vec<usize> = std::env::var("BENCH_CONNECTIONS")
+        .unwrap_or_else(|_| "1,8,16,64".into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let dir = std::env::temp_dir().join(format!("fledge-bench-{}", std::process::id()));
+    let mut config = PlatformConfig::new(&dir);
+    config.concurrency_limit = 1000;
+    let running = Platform::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let endpoint = running.endpoint();
+    let addr = running.addr.to_string();
+    let lambda = client(&endpoint);
+    lambda
+        .create_function()
+        .function_name("bench")
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(ROLE)
+        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(sample_zip("1"))).build())
+        .publish(true)
+        .send()
+        .await
+        .unwrap();
+    lambda.update_function_configuration().function_name("bench").description("v2").send().await.unwrap();
+    lambda.publish_version().function_name("bench").send().await.unwrap();
+    let routing = aws_sdk_lambda::types::AliasRoutingConfiguration::builder().additional_version_weights("2", 0.1).build();
+    lambda.create_alias().function_name("bench").name("live").function_version("1").routing_config(routing).send().await.unwrap();
+
+    println!("fledge local invoke benchmark: {seconds} s per run, sample function (lambda_runtime), warm processes");
+    println!("| target | connections | invokes/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|");
+    for &connections in &connection_counts {
+        for (label, path) in [("alias (90/10 split)", "/2015-03-31/functions/bench:live/invocations"), ("version qualifier", "/2015-03-31/functions/bench:1/invocations")] {
+            // Warm up: start the processes this concurrency needs.
+            load(&addr, path, connections, 1).await;
+            let run = load(&addr, path, connections, seconds).await;
+            println!("| {label} | {connections} | {:.0} | {} | {} | {} |", run.per_second, ms(run.p50), ms(run.p99), ms(run.max));
+            assert!(run.calls > 0);
+        }
+    }
+    let mut colds = cold_starts(&addr, &endpoint, 10).await;
+    colds.sort();
+    println!();
+    println!("cold start (create function, then its first invoke, 10 functions): median {} ms, max {} ms", ms(colds[colds.len() / 2]), ms(*colds.last().unwrap()));
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
