@@ -21,6 +21,14 @@ pub struct Cli {
 pub enum Command {
     /// Show a schedule: every step's weight and hold, and the totals.
     Plan(PlanArgs),
+    /// Move an alias to a new version step by step, watching health; roll back on evidence.
+    Deploy(Box<DeployArgs>),
+    /// The whole story on the embedded local platform: a healthy release promoted, a faulty
+    /// one rolled back within seconds.
+    Quickstart(QuickstartArgs),
+    /// Run fledge's sample Lambda function (the `bootstrap` of quickstart's packages).
+    #[command(hide = true)]
+    SampleFunction,
     /// Run the local Lambda-compatible platform: real functions as local processes,
     /// weighted aliases, per-version metrics, and a CloudWatch-compatible endpoint.
     Local(LocalArgs),
@@ -78,4 +86,105 @@ pub struct PlanArgs {
     /// Print JSON: {"steps":[{"weight":0.1,"hold_secs":60},…],"total_secs":…}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = format!("Strategies:\n{STRATEGY_SYNTAX}\n\n\
+Exit codes: 0 promoted; 1 rolled back or aborted; 2 invalid input; 3 could not complete (the API failed, or the alias was changed by someone else).\n\
+Ctrl-C rolls back before exiting; a second Ctrl-C exits at once and says what state the alias is left in."))]
+pub struct DeployArgs {
+    /// The function (name or ARN). Not needed with --input.
+    #[arg(long)]
+    pub function: Option<String>,
+    /// The alias to move. Not needed with --input.
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// The version to release.
+    #[arg(long, conflicts_with = "publish")]
+    pub version: Option<String>,
+    /// Publish $LATEST and release that version.
+    #[arg(long)]
+    pub publish: bool,
+    /// A strategy in the compact syntax (default: canary:10%/5m).
+    #[arg(long, conflicts_with_all = ["preset", "input"])]
+    pub strategy: Option<String>,
+    /// A CodeDeploy preset, e.g. Canary10Percent5Minutes.
+    #[arg(long, conflicts_with = "input")]
+    pub preset: Option<String>,
+    /// The original's JSON input (function, alias, version, steps, interval), or @FILE.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Hold 100% this much longer before finalizing.
+    #[arg(long, value_name = "DURATION")]
+    pub bake: Option<String>,
+    /// Talk to this Lambda-compatible endpoint (fledge local, for example) instead of AWS.
+    #[arg(long, env = "FLEDGE_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// The AWS region (default: the standard configuration chain).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// One JSON event per line, then a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// How often health is checked.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub check_interval: String,
+    /// `fledge` (default) or `seed` (the original's check: any error in the last minute fails).
+    #[arg(long, default_value = "fledge")]
+    pub analysis: String,
+    /// Canary requests a step needs before it can pass.
+    #[arg(long, default_value_t = 50)]
+    pub min_requests: u64,
+    /// An error rate (0..1) the canary must never exceed.
+    #[arg(long)]
+    pub max_error_rate: Option<f64>,
+    /// A p99 latency (ms) the canary must never exceed.
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+    /// What to do when a step stays inconclusive: rollback (default) or proceed.
+    #[arg(long, default_value = "rollback")]
+    pub on_inconclusive: String,
+    /// How much longer a step may be held while its evidence is inconclusive.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub max_extension: String,
+    /// Invoke the alias this many times a second and judge the answers (0: no probe).
+    #[arg(long, default_value_t = 0.0)]
+    pub probe_rate: f64,
+    /// The probe's payload (JSON).
+    #[arg(long, default_value = "{}")]
+    pub probe_payload: String,
+    /// The probe's answers must contain this JSON (objects by subset).
+    #[arg(long, value_name = "JSON")]
+    pub expect: Option<String>,
+    /// The probe's answers must have this value at a JSON pointer: /status=\"ok\".
+    #[arg(long, value_name = "POINTER=JSON", conflicts_with = "expect")]
+    pub expect_path: Option<String>,
+    /// Invoke the new version directly this many times before shifting any traffic.
+    #[arg(long, default_value_t = 0)]
+    pub smoke: u32,
+    /// Do not read CloudWatch metrics (rely on the probe and alarms).
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Metric period in seconds (default: 1 with --endpoint-url, for fledge local; 60 on AWS).
+    #[arg(long)]
+    pub metrics_period: Option<i32>,
+    /// A CloudWatch alarm that fails the deployment when in ALARM (repeatable).
+    #[arg(long = "alarm", value_name = "NAME")]
+    pub alarms: Vec<String>,
+    /// A function invoked before any traffic shifts; an error or {"status":"Failed"} stops.
+    #[arg(long)]
+    pub pre_traffic_hook: Option<String>,
+    /// A function invoked once all traffic is on the new version; a failure rolls back.
+    #[arg(long)]
+    pub post_traffic_hook: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Keep the platform's data here instead of a temporary directory.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Requests per second of simulated user traffic.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
 }

@@ -6,8 +6,11 @@
 //! someone else).
 
 mod args;
+mod deploy;
 mod local;
 mod plan;
+mod quickstart;
+mod render;
 
 use std::process::ExitCode;
 
@@ -32,11 +35,32 @@ impl Failure {
     }
 }
 
+/// Runs the sample function in this process (the packages quickstart makes exec this).
+fn sample_function() -> Result<ExitCode, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            code: 3,
+            error: e.into(),
+        })?;
+    runtime
+        .block_on(fledge_sample::run())
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(|e| Failure {
+            code: 3,
+            error: anyhow::anyhow!("{e}"),
+        })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
         Command::Local(args) => local::run(args),
+        Command::Deploy(args) => deploy::run(*args),
+        Command::Quickstart(args) => quickstart::run(args),
+        Command::SampleFunction => sample_function(),
     };
     match result {
         Ok(code) => code,

@@ -19,9 +19,14 @@ fn sample_zip(marker: &str) -> Vec<u8> {
     let binary = std::fs::read(env!("CARGO_BIN_EXE_fledge-sample")).unwrap();
     let mut out = std::io::Cursor::new(Vec::new());
     let mut w = zip::ZipWriter::new(&mut out);
-    w.start_file("bootstrap", zip::write::SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
+    w.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
     w.write_all(&binary).unwrap();
-    w.start_file("marker", zip::write::SimpleFileOptions::default()).unwrap();
+    w.start_file("marker", zip::write::SimpleFileOptions::default())
+        .unwrap();
     w.write_all(marker.as_bytes()).unwrap();
     w.finish().unwrap();
     out.into_inner()
@@ -42,7 +47,11 @@ impl Connection {
         let body = b"{\"bench\":true}";
         let mut request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         request.extend_from_slice(body);
-        Connection { reader: BufReader::new(r), writer: w, request }
+        Connection {
+            reader: BufReader::new(r),
+            writer: w,
+            request,
+        }
     }
 
     async fn call(&mut self) -> Duration {
@@ -101,7 +110,13 @@ async fn load(addr: &str, path: &str, connections: usize, seconds: u64) -> Run {
     let elapsed = started.elapsed();
     all.sort();
     let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Run { calls: all.len(), per_second: all.len() as f64 / elapsed.as_secs_f64(), p50: pick(0.5), p99: pick(0.99), max: *all.last().unwrap() }
+    Run {
+        calls: all.len(),
+        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+        max: *all.last().unwrap(),
+    }
 }
 
 async fn cold_starts(addr: &str, endpoint: &str, n: usize) -> Vec<Duration> {
@@ -115,11 +130,16 @@ async fn cold_starts(addr: &str, endpoint: &str, n: usize) -> Vec<Duration> {
             .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
             .handler("bootstrap")
             .role(ROLE)
-            .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(sample_zip(&name))).build())
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(aws_sdk_lambda::primitives::Blob::new(sample_zip(&name)))
+                    .build(),
+            )
             .send()
             .await
             .unwrap();
-        let mut c = Connection::open(addr, &format!("/2015-03-31/functions/{name}/invocations")).await;
+        let mut c =
+            Connection::open(addr, &format!("/2015-03-31/functions/{name}/invocations")).await;
         out.push(c.call().await);
     }
     out
@@ -130,7 +150,9 @@ fn client(endpoint: &str) -> aws_sdk_lambda::Client {
         .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new("b", "b", None, None, "bench"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "b", "b", None, None, "bench",
+        ))
         .build();
     aws_sdk_lambda::Client::from_conf(conf)
 }
@@ -141,7 +163,10 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let connection_counts: Vec<usize> = std::env::var("BENCH_CONNECTIONS")
         .unwrap_or_else(|_| "1,8,16,64".into())
         .split(',')
@@ -150,7 +175,9 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("fledge-bench-{}", std::process::id()));
     let mut config = PlatformConfig::new(&dir);
     config.concurrency_limit = 1000;
-    let running = Platform::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let running = Platform::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let endpoint = running.endpoint();
     let addr = running.addr.to_string();
     let lambda = client(&endpoint);
@@ -160,32 +187,78 @@ async fn main() {
         .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
         .handler("bootstrap")
         .role(ROLE)
-        .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(sample_zip("1"))).build())
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(sample_zip("1")))
+                .build(),
+        )
         .publish(true)
         .send()
         .await
         .unwrap();
-    lambda.update_function_configuration().function_name("bench").description("v2").send().await.unwrap();
-    lambda.publish_version().function_name("bench").send().await.unwrap();
-    let routing = aws_sdk_lambda::types::AliasRoutingConfiguration::builder().additional_version_weights("2", 0.1).build();
-    lambda.create_alias().function_name("bench").name("live").function_version("1").routing_config(routing).send().await.unwrap();
+    lambda
+        .update_function_configuration()
+        .function_name("bench")
+        .description("v2")
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .publish_version()
+        .function_name("bench")
+        .send()
+        .await
+        .unwrap();
+    let routing = aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+        .additional_version_weights("2", 0.1)
+        .build();
+    lambda
+        .create_alias()
+        .function_name("bench")
+        .name("live")
+        .function_version("1")
+        .routing_config(routing)
+        .send()
+        .await
+        .unwrap();
 
-    println!("fledge local invoke benchmark: {seconds} s per run, sample function (lambda_runtime), warm processes");
+    println!(
+        "fledge local invoke benchmark: {seconds} s per run, sample function (lambda_runtime), warm processes"
+    );
     println!("| target | connections | invokes/s | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|");
     for &connections in &connection_counts {
-        for (label, path) in [("alias (90/10 split)", "/2015-03-31/functions/bench:live/invocations"), ("version qualifier", "/2015-03-31/functions/bench:1/invocations")] {
+        for (label, path) in [
+            (
+                "alias (90/10 split)",
+                "/2015-03-31/functions/bench:live/invocations",
+            ),
+            (
+                "version qualifier",
+                "/2015-03-31/functions/bench:1/invocations",
+            ),
+        ] {
             // Warm up: start the processes this concurrency needs.
             load(&addr, path, connections, 1).await;
             let run = load(&addr, path, connections, seconds).await;
-            println!("| {label} | {connections} | {:.0} | {} | {} | {} |", run.per_second, ms(run.p50), ms(run.p99), ms(run.max));
+            println!(
+                "| {label} | {connections} | {:.0} | {} | {} | {} |",
+                run.per_second,
+                ms(run.p50),
+                ms(run.p99),
+                ms(run.max)
+            );
             assert!(run.calls > 0);
         }
     }
     let mut colds = cold_starts(&addr, &endpoint, 10).await;
     colds.sort();
     println!();
-    println!("cold start (create function, then its first invoke, 10 functions): median {} ms, max {} ms", ms(colds[colds.len() / 2]), ms(*colds.last().unwrap()));
+    println!(
+        "cold start (create function, then its first invoke, 10 functions): median {} ms, max {} ms",
+        ms(colds[colds.len() / 2]),
+        ms(*colds.last().unwrap())
+    );
     running.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,0 +1,121 @@
+//! fledge's sample function: one code that makes a good version or a bad one, built on the
+//! official `lambda_runtime` crate.
+//!
+//! Environment (set per version with UpdateFunctionConfiguration, then PublishVersion):
+//! - `SAMPLE_ERROR_RATE`: share of invocations that fail (0..1, default 0);
+//! - `SAMPLE_LATENCY_MS`: how long each invocation takes (default 0);
+//! - `SAMPLE_JITTER_MS`: up to this much more, at random (default 0);
+//! - `SAMPLE_RESPONSE`: a JSON value to answer with (default: the version and the event).
+//!
+//! The event can also steer one invocation: `{"fail": true}` fails it, `{"sleep_ms": N}`
+//! makes it take N ms, `{"exit": CODE}` ends the process mid-invocation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use lambda_runtime::Error;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+struct Settings {
+    error_rate: f64,
+    latency: Duration,
+    jitter_ms: u64,
+    response: Option<Value>,
+    version: String,
+}
+
+fn env_number(name: &str) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn settings() -> Settings {
+    Settings {
+        error_rate: env_number("SAMPLE_ERROR_RATE").clamp(0.0, 1.0),
+        latency: Duration::from_millis(env_number("SAMPLE_LATENCY_MS").max(0.0) as u64),
+        jitter_ms: env_number("SAMPLE_JITTER_MS").max(0.0) as u64,
+        response: std::env::var("SAMPLE_RESPONSE")
+            .ok()
+            .and_then(|r| serde_json::from_str(&r).ok()),
+        version: std::env::var("AWS_LAMBDA_FUNCTION_VERSION").unwrap_or_else(|_| "$LATEST".into()),
+    }
+}
+
+/// A small generator seeded from the process id and the clock: the sample needs spread,
+/// not reproducibility.
+fn uniform() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut s = STATE.load(Ordering::Relaxed);
+    if s == 0 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        s = nanos ^ (u64::from(std::process::id()) << 17) | 1;
+    }
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    STATE.store(s, Ordering::Relaxed);
+    (s >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The error the sample fails with; its type name becomes the invocation's `errorType`.
+#[derive(Debug)]
+struct SampleFailure(String);
+
+impl std::fmt::Display for SampleFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SampleFailure {}
+
+/// Runs the sample function against the Runtime API named by `AWS_LAMBDA_RUNTIME_API`.
+pub async fn run() -> Result<(), Error> {
+    let settings: &'static Settings = Box::leak(Box::new(settings()));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        handle(settings, event)
+    }))
+    .await
+}
+
+async fn handle(s: &Settings, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let payload = event.payload;
+    if let Some(code) = payload.get("exit").and_then(Value::as_i64) {
+        std::process::exit(code as i32);
+    }
+    let extra = if s.jitter_ms > 0 {
+        (uniform() * s.jitter_ms as f64) as u64
+    } else {
+        0
+    };
+    let sleep = payload.get("sleep_ms").and_then(Value::as_u64).map_or(
+        s.latency + Duration::from_millis(extra),
+        Duration::from_millis,
+    );
+    if !sleep.is_zero() {
+        tokio::time::sleep(sleep).await;
+    }
+    let fail = payload
+        .get("fail")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        || (s.error_rate > 0.0 && uniform() < s.error_rate);
+    if fail {
+        println!(
+            "version {} failing request {}",
+            s.version, event.context.request_id
+        );
+        return Err(Box::new(SampleFailure(format!(
+            "sample failure in version {}",
+            s.version
+        ))));
+    }
+    Ok(s.response
+        .clone()
+        .unwrap_or_else(|| json!({"version": s.version, "event": payload})))
+}
