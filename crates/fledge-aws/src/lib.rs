@@ -1,7 +1,8 @@
 //! fledge's one client path to a platform: the official AWS SDK for Rust. Against AWS it uses
 //! the standard credential chain (environment, profiles, SSO); with an endpoint URL it talks
 //! to any Lambda-compatible endpoint, fledge local included. Errors are classified into the
-//! core's [`FailureKind`] so the core's retry policy can decide.
+//! core's [`FailureKind`] so the core's retry policy can decide; the SDK's own retries are
+//! off, so that every failure is seen, recorded and decided on once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -39,7 +40,15 @@ impl Aws {
     /// when no credentials are configured, supplies placeholder ones, which a local endpoint
     /// accepts).
     pub async fn connect(endpoint: Option<&str>, region: Option<&str>) -> Aws {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        // fledge's core decides about retries (and records each failure), so the SDK makes
+        // one attempt per call; timeouts keep an unreachable platform from hanging a step.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(Duration::from_secs(15))
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(timeouts);
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r.to_string()));
         }
