@@ -93,6 +93,10 @@ pub struct PlanArgs {
 Exit codes: 0 promoted; 1 rolled back or aborted; 2 invalid input; 3 could not complete (the API failed, or the alias was changed by someone else).\n\
 Ctrl-C rolls back before exiting; a second Ctrl-C exits at once and says what state the alias is left in."))]
 pub struct DeployArgs {
+    /// A deployment file (YAML) saying any of what these flags say; flags given as well win.
+    /// See examples/deployment.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
     /// The function (name or ARN). Not needed with --input.
     #[arg(long)]
     pub function: Option<String>,
@@ -126,15 +130,15 @@ pub struct DeployArgs {
     /// One JSON event per line, then a summary.
     #[arg(long)]
     pub json: bool,
-    /// How often health is checked.
-    #[arg(long, default_value = "1s", value_name = "DURATION")]
-    pub check_interval: String,
+    /// How often health is checked [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub check_interval: Option<String>,
     /// `fledge` (default) or `seed` (the original's check: any error in the last minute fails).
-    #[arg(long, default_value = "fledge")]
-    pub analysis: String,
-    /// Canary requests a step needs before it can pass.
-    #[arg(long, default_value_t = 50)]
-    pub min_requests: u64,
+    #[arg(long)]
+    pub analysis: Option<String>,
+    /// Canary requests a step needs before it can pass [default: 50].
+    #[arg(long)]
+    pub min_requests: Option<u64>,
     /// An error rate (0..1) the canary must never exceed.
     #[arg(long)]
     pub max_error_rate: Option<f64>,
@@ -142,17 +146,17 @@ pub struct DeployArgs {
     #[arg(long)]
     pub max_p99_ms: Option<f64>,
     /// What to do when a step stays inconclusive: rollback (default) or proceed.
-    #[arg(long, default_value = "rollback")]
-    pub on_inconclusive: String,
-    /// How much longer a step may be held while its evidence is inconclusive.
-    #[arg(long, default_value = "10m", value_name = "DURATION")]
-    pub max_extension: String,
-    /// Invoke the alias this many times a second and judge the answers (0: no probe).
-    #[arg(long, default_value_t = 0.0)]
-    pub probe_rate: f64,
-    /// The probe's payload (JSON).
-    #[arg(long, default_value = "{}")]
-    pub probe_payload: String,
+    #[arg(long)]
+    pub on_inconclusive: Option<String>,
+    /// How much longer a step may be held while its evidence is inconclusive [default: 10m].
+    #[arg(long, value_name = "DURATION")]
+    pub max_extension: Option<String>,
+    /// Invoke the alias this many times a second and judge the answers [default: 0, no probe].
+    #[arg(long)]
+    pub probe_rate: Option<f64>,
+    /// The probe's payload (JSON) [default: {}].
+    #[arg(long)]
+    pub probe_payload: Option<String>,
     /// The probe's answers must contain this JSON (objects by subset).
     #[arg(long, value_name = "JSON")]
     pub expect: Option<String>,
@@ -160,8 +164,8 @@ pub struct DeployArgs {
     #[arg(long, value_name = "POINTER=JSON", conflicts_with = "expect")]
     pub expect_path: Option<String>,
     /// Invoke the new version directly this many times before shifting any traffic.
-    #[arg(long, default_value_t = 0)]
-    pub smoke: u32,
+    #[arg(long)]
+    pub smoke: Option<u32>,
     /// Do not read CloudWatch metrics (rely on the probe and alarms).
     #[arg(long)]
     pub no_metrics: bool,

@@ -52,7 +52,10 @@ fn duration(flag: &str, text: &str) -> Result<Duration, Failure> {
 }
 
 /// Reads and checks every flag; nothing is called yet.
-pub fn resolve(a: DeployArgs) -> Result<Plan, Failure> {
+pub fn resolve(mut a: DeployArgs) -> Result<Plan, Failure> {
+    if let Some(path) = a.file.clone() {
+        crate::deployment_file::load(&path)?.fill(&mut a)?;
+    }
     let seed = match &a.input {
         Some(input) => {
             let text = match input.strip_prefix('@') {
@@ -127,12 +130,12 @@ pub fn resolve(a: DeployArgs) -> Result<Plan, Failure> {
         None => schedule,
     };
     let judge = JudgeConfig {
-        min_requests: a.min_requests,
+        min_requests: a.min_requests.unwrap_or(50),
         max_error_rate: a.max_error_rate,
         max_p99_ms: a.max_p99_ms,
         ..JudgeConfig::default()
     };
-    let analysis = match a.analysis.as_str() {
+    let analysis = match a.analysis.as_deref().unwrap_or("fledge") {
         "fledge" => Analysis::Fledge(judge),
         "seed" => Analysis::Seed,
         other => {
@@ -147,7 +150,7 @@ pub fn resolve(a: DeployArgs) -> Result<Plan, Failure> {
             a.max_error_rate.unwrap_or_default()
         )));
     }
-    let on_inconclusive = match a.on_inconclusive.as_str() {
+    let on_inconclusive = match a.on_inconclusive.as_deref().unwrap_or("rollback") {
         "rollback" => InconclusivePolicy::RollBack,
         "proceed" => InconclusivePolicy::Proceed,
         other => {
@@ -157,16 +160,26 @@ pub fn resolve(a: DeployArgs) -> Result<Plan, Failure> {
         }
     };
     let checks = CheckPolicy {
-        interval: duration("check-interval", &a.check_interval)?,
-        max_extension: duration("max-extension", &a.max_extension)?,
+        interval: duration(
+            "check-interval",
+            a.check_interval.as_deref().unwrap_or("1s"),
+        )?,
+        max_extension: duration("max-extension", a.max_extension.as_deref().unwrap_or("10m"))?,
         on_inconclusive,
     };
     if checks.interval.is_zero() {
         return Err(invalid("--check-interval must be above zero".into()));
     }
-    let probe = if a.probe_rate > 0.0 {
-        let payload: serde_json::Value = serde_json::from_str(&a.probe_payload)
-            .map_err(|e| invalid(format!("--probe-payload is not JSON: {e}")))?;
+    let probe_rate = a.probe_rate.unwrap_or(0.0);
+    if !(0.0..=1000.0).contains(&probe_rate) {
+        return Err(invalid(format!(
+            "--probe-rate {probe_rate} must be between 0 and 1000 invocations a second"
+        )));
+    }
+    let probe = if probe_rate > 0.0 {
+        let payload: serde_json::Value =
+            serde_json::from_str(a.probe_payload.as_deref().unwrap_or("{}"))
+                .map_err(|e| invalid(format!("--probe-payload is not JSON: {e}")))?;
         let expect = match (&a.expect, &a.expect_path) {
             (Some(j), _) => Expectation::JsonSubset(
                 serde_json::from_str(j)
@@ -188,7 +201,7 @@ pub fn resolve(a: DeployArgs) -> Result<Plan, Failure> {
             _ => Expectation::NoError,
         };
         Some(ProbeConfig {
-            rate: a.probe_rate,
+            rate: probe_rate,
             payload: serde_json::to_vec(&payload).expect("JSON"),
             expect,
         })
@@ -217,7 +230,7 @@ pub fn resolve(a: DeployArgs) -> Result<Plan, Failure> {
             .metrics_period
             .unwrap_or(if a.endpoint_url.is_some() { 1 } else { 60 }),
         alarms: a.alarms.clone(),
-        smoke_invocations: a.smoke,
+        smoke_invocations: a.smoke.unwrap_or(0),
         ..CheckConfig::default()
     };
     Ok(Plan {

@@ -7,6 +7,7 @@
 
 mod args;
 mod deploy;
+mod deployment_file;
 mod local;
 mod plan;
 mod quickstart;
