@@ -227,6 +227,12 @@ fn status_text(s: &StatusLine) -> String {
     }
     if let Some(b) = s.baseline_error_rate {
         text.push_str(&format!(" | baseline {:.2}%", b * 100.0));
+        if let Some(n) = s.baseline_requests {
+            text.push_str(&format!(" over {n}"));
+        }
+    }
+    if let (Some(c), Some(b)) = (s.canary_p99_ms, s.baseline_p99_ms) {
+        text.push_str(&format!(" | p99 {c:.0} ms vs {b:.0} ms"));
     }
     text
 }

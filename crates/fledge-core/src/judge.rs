@@ -59,6 +59,9 @@ pub struct Evidence {
     pub threshold: f64,
     /// How many canary requests the rule looked at.
     pub samples: u64,
+    /// How many baseline requests it compared with, where it compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_samples: Option<u64>,
     /// How likely the canary's numbers are if it were as healthy as the threshold allows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
@@ -314,6 +317,7 @@ fn judge_seed(obs: &Observation) -> Verdict {
         baseline: None,
         threshold: 0.0,
         samples: recent.requests,
+        baseline_samples: None,
         p_value: None,
     };
     let reason = if recent.errors > 0 {
@@ -364,6 +368,7 @@ impl JudgeConfig {
             baseline: None,
             threshold: self.min_requests as f64,
             samples: obs.canary_in_step,
+            baseline_samples: None,
             p_value: None,
         });
         if !enough {
@@ -409,6 +414,7 @@ impl JudgeConfig {
             baseline: Some(obs.baseline.error_rate()),
             threshold: reference,
             samples: c.requests,
+            baseline_samples: Some(obs.baseline.requests),
             p_value: Some(p),
         }
     }
@@ -427,6 +433,7 @@ impl JudgeConfig {
             baseline: None,
             threshold: limit,
             samples: c.requests,
+            baseline_samples: None,
             p_value: Some(p),
         }
     }
@@ -444,7 +451,7 @@ impl JudgeConfig {
             "latency_p99",
             &obs.canary.latency,
             threshold,
-            Some(base_p99),
+            Some((base_p99, obs.baseline.latency.len())),
         ))
     }
 
@@ -460,7 +467,7 @@ impl JudgeConfig {
         check: &str,
         canary: &LatencyHistogram,
         threshold: f64,
-        baseline: Option<f64>,
+        baseline: Option<(f64, u64)>,
     ) -> Evidence {
         let slow = canary.count_above(threshold);
         let p = binomial_upper_tail(slow, canary.len(), 0.01);
@@ -472,7 +479,8 @@ impl JudgeConfig {
                 Outcome::Pass
             },
             canary: canary.quantile(0.99).unwrap_or(0.0),
-            baseline,
+            baseline: baseline.map(|b| b.0),
+            baseline_samples: baseline.map(|b| b.1),
             threshold,
             samples: canary.len(),
             p_value: Some(p),

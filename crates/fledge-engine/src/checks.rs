@@ -260,6 +260,7 @@ impl CheckContext<'_> {
                         baseline: None,
                         threshold: 0.0,
                         samples: 0,
+                        baseline_samples: None,
                         p_value: None,
                     })
                     .collect();

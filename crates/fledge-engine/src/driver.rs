@@ -44,6 +44,10 @@ pub struct StatusLine {
     pub canary_error_rate: Option<f64>,
     pub canary_requests: Option<u64>,
     pub baseline_error_rate: Option<f64>,
+    pub baseline_requests: Option<u64>,
+    /// p99 latency (ms) of the canary and the baseline, where latencies are measured (probe).
+    pub canary_p99_ms: Option<f64>,
+    pub baseline_p99_ms: Option<f64>,
 }
 
 /// How a deployment ended.
@@ -326,6 +330,12 @@ fn status_line(d: &Deployment, shared: &Shared) -> StatusLine {
     let error_evidence = last
         .as_ref()
         .and_then(|v| v.evidence.iter().find(|e| e.check == "error_rate").cloned());
+    let latency_evidence = last.as_ref().and_then(|v| {
+        v.evidence
+            .iter()
+            .find(|e| e.check == "latency_p99")
+            .cloned()
+    });
     StatusLine {
         phase: match &status.phase {
             Phase::Recording => "recording".into(),
@@ -351,5 +361,8 @@ fn status_line(d: &Deployment, shared: &Shared) -> StatusLine {
         canary_error_rate: error_evidence.as_ref().map(|e| e.canary),
         canary_requests: error_evidence.as_ref().map(|e| e.samples),
         baseline_error_rate: error_evidence.as_ref().and_then(|e| e.baseline),
+        baseline_requests: error_evidence.as_ref().and_then(|e| e.baseline_samples),
+        canary_p99_ms: latency_evidence.as_ref().map(|e| e.canary),
+        baseline_p99_ms: latency_evidence.as_ref().and_then(|e| e.baseline),
     }
 }
