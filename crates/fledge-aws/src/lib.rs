@@ -14,7 +14,7 @@ use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::AliasRoutingConfiguration;
 use fledge_core::judge::{LatencyHistogram, VersionSample};
-use fledge_core::lambda::{AdditionalVersion, AliasRouting, Version};
+use fledge_core::lambda::{AdditionalVersion, AliasRouting, FunctionRef, NameKind, Version};
 use fledge_core::rollout::{ApiFailure, FailureKind};
 
 /// Clients for one platform.
@@ -222,6 +222,10 @@ impl Aws {
             .start_time(start.into())
             .end_time(end.into())
             .scan_by(ScanBy::TimestampAscending);
+        // CloudWatch's dimensions carry the bare name, even when the caller named an ARN.
+        let function = FunctionRef::parse(function, NameKind::Function)
+            .map_or_else(|_| function.to_string(), |r| r.name);
+        let function = function.as_str();
         for v in versions {
             for metric in ["Invocations", "Errors"] {
                 let dims = [
@@ -373,4 +377,46 @@ where
             None => message,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classified_for_the_retry_policy() {
+        let cases = [
+            (Some(429), None, FailureKind::Throttled),
+            (
+                Some(400),
+                Some("ThrottlingException"),
+                FailureKind::Throttled,
+            ),
+            (
+                Some(412),
+                Some("PreconditionFailedException"),
+                FailureKind::RevisionMismatch,
+            ),
+            (
+                Some(404),
+                Some("ResourceNotFoundException"),
+                FailureKind::NotFound,
+            ),
+            (
+                Some(500),
+                Some("ServiceException"),
+                FailureKind::Unavailable,
+            ),
+            (Some(503), None, FailureKind::Unavailable),
+            (
+                Some(400),
+                Some("InvalidParameterValueException"),
+                FailureKind::Rejected,
+            ),
+            (None, None, FailureKind::Unavailable),
+        ];
+        for (status, code, want) in cases {
+            assert_eq!(kind_for(status, code), want, "{status:?} {code:?}");
+        }
+    }
 }

@@ -331,6 +331,7 @@ async fn a_canary_without_traffic_is_not_promoted() {
 }
 
 /// A healthy canary with steady traffic is promoted; the alias ends on it with no routing.
+/// The function is named by its ARN, as scripts often do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_promoted() {
     let w = World::new("healthy").await;
