@@ -205,7 +205,7 @@ impl Aws {
         })
     }
 
-    /// Per-version Invocations and Errors of an alias (`{FunctionName, Resource=F:A,
+    /// Per-version Invocations, Errors and Throttles of an alias (`{FunctionName, Resource=F:A,
     /// ExecutedVersion}`), one sample per datapoint, from `start` to `end`.
     pub async fn alias_metrics(
         &self,
@@ -227,7 +227,7 @@ impl Aws {
             .map_or_else(|_| function.to_string(), |r| r.name);
         let function = function.as_str();
         for v in versions {
-            for metric in ["Invocations", "Errors"] {
+            for metric in ["Invocations", "Errors", "Throttles"] {
                 let dims = [
                     ("FunctionName", function.to_string()),
                     ("Resource", format!("{function}:{alias}")),
@@ -261,12 +261,12 @@ impl Aws {
         let mut by_version: BTreeMap<u64, BTreeMap<i64, VersionSample>> = BTreeMap::new();
         for r in out.metric_data_results() {
             let id = r.id().unwrap_or_default();
-            let (is_errors, version) =
-                match (id.strip_prefix("errors"), id.strip_prefix("invocations")) {
-                    (Some(v), _) => (true, v),
-                    (_, Some(v)) => (false, v),
-                    _ => continue,
-                };
+            let Some((metric, version)) = ["invocations", "errors", "throttles"]
+                .iter()
+                .find_map(|m| Some((*m, id.strip_prefix(m)?)))
+            else {
+                continue;
+            };
             let Ok(version) = version.parse::<u64>() else {
                 continue;
             };
@@ -276,10 +276,10 @@ impl Aws {
                     .or_default()
                     .entry(t.secs())
                     .or_default();
-                if is_errors {
-                    sample.errors += *value as u64;
-                } else {
-                    sample.requests += *value as u64;
+                match metric {
+                    "errors" => sample.errors += *value as u64,
+                    "throttles" => sample.throttles += *value as u64,
+                    _ => sample.requests += *value as u64,
                 }
             }
         }

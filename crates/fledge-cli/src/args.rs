@@ -172,6 +172,17 @@ pub struct DeployArgs {
     /// Metric period in seconds (default: 1 with --endpoint-url, for fledge local; 60 on AWS).
     #[arg(long)]
     pub metrics_period: Option<i32>,
+    /// A URL that must answer 2xx at every check, or the deployment fails (repeatable).
+    #[arg(long = "http-check", value_name = "URL")]
+    pub http_checks: Vec<String>,
+    /// A shell command that must exit 0 at every check, or the deployment fails
+    /// (repeatable). It sees FLEDGE_FUNCTION, FLEDGE_ALIAS, FLEDGE_CANARY_VERSION and
+    /// FLEDGE_BASELINE_VERSION.
+    #[arg(long = "command-check", value_name = "COMMAND")]
+    pub command_checks: Vec<String>,
+    /// A share of invocations (0..1) the canary may not see throttled.
+    #[arg(long)]
+    pub max_throttle_rate: Option<f64>,
     /// A CloudWatch alarm that fails the deployment when in ALARM (repeatable).
     #[arg(long = "alarm", value_name = "NAME")]
     pub alarms: Vec<String>,

@@ -13,7 +13,7 @@ use fledge_core::rollout::{
 };
 use fledge_core::schedule::{Schedule, SeedInput, Strategy};
 use fledge_core::time::parse_duration;
-use fledge_engine::{CheckConfig, Expectation, ProbeConfig, Summary};
+use fledge_engine::{CheckConfig, Expectation, ExternalCheck, ProbeConfig, Summary};
 use tokio::sync::mpsc;
 
 use crate::Failure;
@@ -133,6 +133,7 @@ pub fn resolve(mut a: DeployArgs) -> Result<Plan, Failure> {
         min_requests: a.min_requests.unwrap_or(50),
         max_error_rate: a.max_error_rate,
         max_p99_ms: a.max_p99_ms,
+        max_throttle_rate: a.max_throttle_rate,
         ..JudgeConfig::default()
     };
     let analysis = match a.analysis.as_deref().unwrap_or("fledge") {
@@ -219,7 +220,7 @@ pub fn resolve(mut a: DeployArgs) -> Result<Plan, Failure> {
         && matches!(analysis, Analysis::Fledge(_))
     {
         return Err(invalid(
-            "with --no-metrics there is no evidence at all; add --probe-rate N or --alarm NAME"
+            "with --no-metrics nothing tells whether the canary is healthy (alarms and external checks can only fail a release); add --probe-rate N"
                 .into(),
         ));
     }
@@ -231,6 +232,18 @@ pub fn resolve(mut a: DeployArgs) -> Result<Plan, Failure> {
             .unwrap_or(if a.endpoint_url.is_some() { 1 } else { 60 }),
         alarms: a.alarms.clone(),
         smoke_invocations: a.smoke.unwrap_or(0),
+        external: a
+            .http_checks
+            .iter()
+            .map(|url| ExternalCheck::Http { url: url.clone() })
+            .chain(
+                a.command_checks
+                    .iter()
+                    .map(|command| ExternalCheck::Command {
+                        command: command.clone(),
+                    }),
+            )
+            .collect(),
         ..CheckConfig::default()
     };
     Ok(Plan {

@@ -36,6 +36,9 @@ struct Checks {
     min_requests: Option<u64>,
     max_error_rate: Option<f64>,
     max_p99_ms: Option<f64>,
+    max_throttle_rate: Option<f64>,
+    http: Option<Vec<String>>,
+    command: Option<Vec<String>>,
     on_inconclusive: Option<String>,
     max_extension: Option<String>,
     metrics: Option<bool>,
@@ -110,6 +113,13 @@ impl DeploymentFile {
         fill(&mut a.min_requests, c.min_requests);
         fill(&mut a.max_error_rate, c.max_error_rate);
         fill(&mut a.max_p99_ms, c.max_p99_ms);
+        fill(&mut a.max_throttle_rate, c.max_throttle_rate);
+        if a.http_checks.is_empty() {
+            a.http_checks = c.http.unwrap_or_default();
+        }
+        if a.command_checks.is_empty() {
+            a.command_checks = c.command.unwrap_or_default();
+        }
         fill(&mut a.on_inconclusive, c.on_inconclusive);
         fill(&mut a.max_extension, c.max_extension);
         fill(&mut a.metrics_period, c.metrics_period);
@@ -169,6 +179,11 @@ mod tests {
         );
         assert_eq!(plan.evidence.alarms, vec!["orders-errors".to_string()]);
         assert_eq!(plan.evidence.smoke_invocations, 5);
+        assert_eq!(
+            plan.evidence.external.len(),
+            2,
+            "one http and one command check"
+        );
         let probe = plan.evidence.probe.as_ref().unwrap();
         assert_eq!(probe.rate, 5.0);
         assert_eq!(

@@ -511,6 +511,33 @@ async fn a_failing_pre_traffic_hook_shifts_nothing() {
     assert_eq!(w.alias().await, ("1".to_string(), None));
 }
 
+/// A failing external check rolls back a release whose metrics look fine, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_check_rolls_back() {
+    let w = World::new("command").await;
+    w.function(&[("SAMPLE_ERROR_RATE", "0.001")]).await;
+    let (traffic, _) = w.traffic(50.0);
+    let check = r#"test "$FLEDGE_CANARY_VERSION" = 2 && echo "orders queue depth 9000 > 1000" >&2 && exit 1"#;
+    let (code, lines) = w
+        .deploy(&[
+            "--version",
+            "2",
+            "--strategy",
+            "linear:3x5s",
+            "--command-check",
+            check,
+        ])
+        .await;
+    traffic.abort();
+    assert_eq!(code, 1, "{:?}", summary(&lines));
+    let reason = summary(&lines)["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("command check") && reason.contains("queue depth 9000"),
+        "{reason}"
+    );
+    assert_eq!(w.alias().await, ("1".to_string(), None));
+}
+
 /// Bad input exits 2 and names the value.
 #[test]
 fn bad_input_exits_2() {

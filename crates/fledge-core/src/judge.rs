@@ -195,6 +195,9 @@ impl LatencyHistogram {
 pub struct VersionSample {
     pub requests: u64,
     pub errors: u64,
+    /// Invocations refused with 429 (not counted in `requests`).
+    #[serde(default)]
+    pub throttles: u64,
     #[serde(default)]
     pub latency: LatencyHistogram,
 }
@@ -211,6 +214,7 @@ impl VersionSample {
     pub fn add(&mut self, other: &VersionSample) {
         self.requests += other.requests;
         self.errors += other.errors;
+        self.throttles += other.throttles;
         self.latency.merge(&other.latency);
     }
 }
@@ -245,6 +249,8 @@ pub struct JudgeConfig {
     pub latency_margin_abs: Duration,
     /// A p99 latency the canary must never exceed.
     pub max_p99_ms: Option<f64>,
+    /// A share of invocations (throttled / attempted) the canary may not see throttled.
+    pub max_throttle_rate: Option<f64>,
     /// Probability that one check fails a canary exactly as healthy as allowed.
     pub false_alarm: f64,
 }
@@ -258,6 +264,7 @@ impl Default for JudgeConfig {
             latency_margin: 0.2,
             latency_margin_abs: Duration::from_millis(20),
             max_p99_ms: None,
+            max_throttle_rate: None,
             false_alarm: 1e-5,
         }
     }
@@ -341,6 +348,9 @@ impl JudgeConfig {
             evidence.push(self.error_rate_limit(obs, limit));
         }
         evidence.extend(self.latency(obs));
+        if let Some(limit) = self.max_throttle_rate {
+            evidence.push(self.throttle_limit(obs, limit));
+        }
         if let Some(limit) = self.max_p99_ms {
             evidence.extend(self.latency_limit(obs, limit));
         }
@@ -438,6 +448,30 @@ impl JudgeConfig {
         }
     }
 
+    fn throttle_limit(&self, obs: &Observation, limit: f64) -> Evidence {
+        let c = &obs.canary;
+        let attempted = c.requests + c.throttles;
+        let p = binomial_upper_tail(c.throttles, attempted, limit);
+        Evidence {
+            check: "throttle_rate_limit".into(),
+            outcome: if p < self.false_alarm {
+                Outcome::Fail
+            } else {
+                Outcome::Pass
+            },
+            canary: if attempted == 0 {
+                0.0
+            } else {
+                c.throttles as f64 / attempted as f64
+            },
+            baseline: None,
+            threshold: limit,
+            samples: attempted,
+            baseline_samples: None,
+            p_value: Some(p),
+        }
+    }
+
     /// Fails when significantly more than 1% of the canary's requests are slower than the
     /// baseline's p99 plus the tolerance.
     fn latency(&self, obs: &Observation) -> Option<Evidence> {
@@ -514,6 +548,12 @@ fn describe_failure(e: &Evidence) -> String {
             e.threshold,
             e.baseline.unwrap_or(0.0)
         ),
+        "throttle_rate_limit" => format!(
+            "canary throttled {:.2}% of {} invocations, significantly above the limit {:.2}%{p}",
+            e.canary * 100.0,
+            e.samples,
+            e.threshold * 100.0
+        ),
         "latency_limit" => format!(
             "canary p99 {:.0} ms over {} requests is above the limit {:.0} ms{p}",
             e.canary, e.samples, e.threshold
@@ -530,7 +570,7 @@ mod tests {
         VersionSample {
             requests,
             errors,
-            latency: LatencyHistogram::default(),
+            ..VersionSample::default()
         }
     }
 
@@ -603,6 +643,25 @@ mod tests {
         let v = Analysis::default().judge(&o);
         assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
         assert!(v.reason.contains("p99"), "{}", v.reason);
+    }
+
+    #[test]
+    fn throttling_above_the_limit_fails() {
+        let config = JudgeConfig {
+            max_throttle_rate: Some(0.01),
+            ..JudgeConfig::default()
+        };
+        let mut o = obs((900, 0), (10_000, 10));
+        o.canary.throttles = 100;
+        let v = Analysis::Fledge(config.clone()).judge(&o);
+        assert_eq!(v.outcome, Outcome::Fail, "{}", v.reason);
+        assert!(
+            v.reason.contains("throttled 10.00% of 1000"),
+            "{}",
+            v.reason
+        );
+        o.canary.throttles = 5;
+        assert_eq!(Analysis::Fledge(config).judge(&o).outcome, Outcome::Pass);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   `{FunctionName, Resource=F:A, ExecutedVersion}` for the canary and the baseline.
 //! - **alarms**: named CloudWatch alarms; any in ALARM fails (CodeDeploy's rule).
 //! - **smoke**: before any traffic shifts, invoke the new version directly N times.
+//! - **http** and **command**: external checks that must succeed (a 2xx answer; exit status
+//!   0). Like alarms, they can only fail a deployment: their success says nothing about the
+//!   canary in particular.
 //!
 //! Sources are judged separately and then combined: any failure fails; a pass from any
 //! source with enough evidence passes; otherwise the check is inconclusive.
@@ -94,6 +97,84 @@ pub struct CheckConfig {
     pub alarms: Vec<String>,
     /// Invocations of the new version before any traffic shifts (0: none).
     pub smoke_invocations: u32,
+    /// External checks run at every evaluation.
+    pub external: Vec<ExternalCheck>,
+}
+
+/// A check outside the platform.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExternalCheck {
+    /// GET this URL; a 2xx answer passes.
+    Http { url: String },
+    /// Run this with `sh -c`; exit status 0 passes. It sees FLEDGE_FUNCTION, FLEDGE_ALIAS,
+    /// FLEDGE_CANARY_VERSION and FLEDGE_BASELINE_VERSION.
+    Command { command: String },
+}
+
+/// How long an external check may take before it counts as failed.
+const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ExternalCheck {
+    fn name(&self) -> String {
+        match self {
+            ExternalCheck::Http { url } => format!("http check {url}"),
+            ExternalCheck::Command { command } => format!("command check `{command}`"),
+        }
+    }
+
+    /// Runs the check; the error says what it saw.
+    pub async fn run(&self, context: &CheckContext<'_>) -> Result<(), String> {
+        match self {
+            ExternalCheck::Http { url } => {
+                let client = reqwest::Client::builder()
+                    .timeout(EXTERNAL_TIMEOUT)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let answer = client
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("no answer: {e}"))?;
+                let status = answer.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                let body = answer.text().await.unwrap_or_default();
+                Err(format!(
+                    "answered {status}: {}",
+                    body.chars().take(200).collect::<String>()
+                ))
+            }
+            ExternalCheck::Command { command } => {
+                let run = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(command)
+                    .env("FLEDGE_FUNCTION", context.function)
+                    .env("FLEDGE_ALIAS", context.alias)
+                    .env("FLEDGE_CANARY_VERSION", context.canary.to_string())
+                    .env("FLEDGE_BASELINE_VERSION", context.baseline.to_string())
+                    .kill_on_drop(true)
+                    .output();
+                let out = tokio::time::timeout(EXTERNAL_TIMEOUT, run)
+                    .await
+                    .map_err(|_| format!("still running after {}s", EXTERNAL_TIMEOUT.as_secs()))?
+                    .map_err(|e| format!("could not run: {e}"))?;
+                if out.status.success() {
+                    return Ok(());
+                }
+                let said = String::from_utf8_lossy(if out.stderr.is_empty() {
+                    &out.stdout
+                } else {
+                    &out.stderr
+                })
+                .trim()
+                .chars()
+                .take(200)
+                .collect::<String>();
+                Err(format!("exited with {}: {said}", out.status))
+            }
+        }
+    }
 }
 
 impl Default for CheckConfig {
@@ -105,6 +186,7 @@ impl Default for CheckConfig {
             baseline_lookback: Duration::from_secs(600),
             alarms: Vec::new(),
             smoke_invocations: 0,
+            external: Vec::new(),
         }
     }
 }
@@ -140,6 +222,7 @@ pub fn start_probe(
                         requests: 1,
                         errors: u64::from(failed),
                         latency: latency_sample(answer.latency),
+                        ..VersionSample::default()
                     };
                     tally.lock().expect("tally lock").add(version, at, &sample);
                 }
@@ -272,6 +355,25 @@ impl CheckContext<'_> {
                 format!("alarms could not be read: {}", e.message),
                 vec![],
             )),
+        }
+        for check in &self.config.external {
+            if let Err(why) = check.run(self).await {
+                let evidence = Evidence {
+                    check: check.name(),
+                    outcome: Outcome::Fail,
+                    canary: 0.0,
+                    baseline: None,
+                    threshold: 0.0,
+                    samples: 0,
+                    baseline_samples: None,
+                    p_value: None,
+                };
+                verdicts.push(Verdict::new(
+                    Outcome::Fail,
+                    format!("{} failed: {why}", check.name()),
+                    vec![evidence],
+                ));
+            }
         }
         combine(verdicts)
     }

@@ -13,5 +13,5 @@ pub mod checks;
 pub mod driver;
 pub mod tally;
 
-pub use checks::{CheckConfig, Expectation, ProbeConfig};
+pub use checks::{CheckConfig, Expectation, ExternalCheck, ProbeConfig};
 pub use driver::{Progress, StatusLine, Summary, run};
