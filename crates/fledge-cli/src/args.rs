@@ -29,6 +29,9 @@ pub enum Command {
     /// Run fledge's sample Lambda function (the `bootstrap` of quickstart's packages).
     #[command(hide = true)]
     SampleFunction,
+    /// Run many deployments in the simulator (virtual time, seeded) and report how often a
+    /// canary is promoted or rolled back, how fast, and how many failed requests it served.
+    Simulate(Box<SimulateArgs>),
     /// Run the local Lambda-compatible platform: real functions as local processes,
     /// weighted aliases, per-version metrics, and a CloudWatch-compatible endpoint.
     Local(LocalArgs),
@@ -202,4 +205,67 @@ pub struct QuickstartArgs {
     /// Requests per second of simulated user traffic.
     #[arg(long, default_value_t = 50.0)]
     pub rate: f64,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = format!("Strategies:\n{STRATEGY_SYNTAX}\n\nExample (the original's default, a crashing canary):\n  fledge simulate --analysis seed --canary-errors 1"))]
+pub struct SimulateArgs {
+    /// A strategy in the compact syntax [default: linear:10x2m, the original's example].
+    #[arg(long, conflicts_with_all = ["preset", "input"])]
+    pub strategy: Option<String>,
+    /// A CodeDeploy preset, e.g. Canary10Percent5Minutes.
+    #[arg(long, conflicts_with = "input")]
+    pub preset: Option<String>,
+    /// The original's JSON input, or @FILE.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Hold 100% this much longer before finalizing.
+    #[arg(long, value_name = "DURATION")]
+    pub bake: Option<String>,
+    /// `fledge` (default) or `seed` (the original's check: any error in the last minute, only
+    /// as each hold ends; no data passes).
+    #[arg(long, default_value = "fledge")]
+    pub analysis: String,
+    /// Requests per second on the alias (Poisson arrivals).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// The baseline's error rate (0..1).
+    #[arg(long, default_value_t = 0.001)]
+    pub baseline_errors: f64,
+    /// The canary's error rate (0..1).
+    #[arg(long, default_value_t = 0.001)]
+    pub canary_errors: f64,
+    /// The baseline's latency as P50,P99 in ms (log-normal), e.g. 20,60.
+    #[arg(long, value_name = "P50,P99")]
+    pub baseline_latency: Option<String>,
+    /// The canary's latency as P50,P99 in ms, e.g. 25,260.
+    #[arg(long, value_name = "P50,P99")]
+    pub canary_latency: Option<String>,
+    /// How often fledge's analysis checks.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub check_interval: String,
+    /// Canary requests a step needs before it can pass.
+    #[arg(long, default_value_t = 50)]
+    pub min_requests: u64,
+    /// An error rate the canary must never exceed.
+    #[arg(long)]
+    pub max_error_rate: Option<f64>,
+    /// A p99 latency (ms) the canary must never exceed.
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
+    /// rollback (default) or proceed, when a step stays inconclusive.
+    #[arg(long, default_value = "rollback")]
+    pub on_inconclusive: String,
+    /// How much longer a step may wait for evidence.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub max_extension: String,
+    /// How many deployments to simulate.
+    #[arg(long, default_value_t = 100)]
+    pub runs: u64,
+    /// The first seed; run i uses seed + i.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

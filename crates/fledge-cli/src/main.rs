@@ -12,6 +12,7 @@ mod local;
 mod plan;
 mod quickstart;
 mod render;
+mod simulate;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         Command::Local(args) => local::run(args),
         Command::Deploy(args) => deploy::run(*args),
         Command::Quickstart(args) => quickstart::run(args),
+        Command::Simulate(args) => simulate::run(*args),
         Command::SampleFunction => sample_function(),
     };
     match result {

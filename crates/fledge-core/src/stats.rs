@@ -138,6 +138,24 @@ pub fn wilson_upper(successes: u64, n: u64, z: f64) -> f64 {
     ((centre + spread) / (1.0 + z2 / n_f)).min(1.0)
 }
 
+/// The Wilson score interval for `successes` in `n` at `z` standard deviations (1.96 for
+/// 95%): where the true rate plausibly lies. (0, 1) when there is no data.
+pub fn wilson_interval(successes: u64, n: u64, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let n_f = n as f64;
+    let p = successes as f64 / n_f;
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n_f);
+    let spread = z * (p * (1.0 - p) / n_f + z2 / (4.0 * n_f * n_f)).sqrt();
+    let denominator = 1.0 + z2 / n_f;
+    (
+        ((centre - spread) / denominator).max(0.0),
+        ((centre + spread) / denominator).min(1.0),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +229,18 @@ mod tests {
             );
         }
         assert!((erfc(0.0) - 1.0).abs() < 1e-7 && (erfc(1.0) - 0.157_299_207).abs() < 1e-7);
+    }
+
+    #[test]
+    fn wilson_interval_brackets_the_rate() {
+        let (lo, hi) = wilson_interval(99, 100, 1.96);
+        assert!(
+            lo > 0.94 && lo < 0.99 && hi > 0.99 && hi <= 1.0,
+            "{lo} {hi}"
+        );
+        assert_eq!(wilson_interval(0, 0, 1.96), (0.0, 1.0));
+        let (lo, _) = wilson_interval(0, 50, 1.96);
+        assert_eq!(lo, 0.0);
     }
 
     #[test]

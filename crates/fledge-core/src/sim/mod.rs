@@ -448,3 +448,122 @@ fn draw_binomial(rng: &mut StdRng, n: u64, p: f64) -> u64 {
     }
     Binomial::new(n, p).expect("p is in (0, 1)").sample(rng)
 }
+
+/// Many runs of one scenario, seeds `config.seed`, `config.seed + 1`, …
+#[derive(Clone, Debug, Serialize)]
+pub struct Batch {
+    pub runs: u64,
+    pub promoted: Share,
+    pub rolled_back: Share,
+    /// Runs that ended otherwise (aborted, failed, or unfinished).
+    pub other: u64,
+    /// Time to the outcome, over runs that were promoted.
+    pub time_to_promote_secs: Option<Spread>,
+    /// Time to the outcome, over runs that were rolled back.
+    pub time_to_rollback_secs: Option<Spread>,
+    /// Failed requests the canary served, over all runs.
+    pub canary_failures: Spread,
+    /// Requests the canary served, over all runs.
+    pub canary_requests: Spread,
+}
+
+/// How many runs had an outcome, and the 95% Wilson interval of its probability.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Share {
+    pub count: u64,
+    pub probability: f64,
+    pub ci95: (f64, f64),
+}
+
+/// A summary of values over runs.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Spread {
+    pub mean: f64,
+    /// The 95% normal interval of the mean.
+    pub mean_ci95: (f64, f64),
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len() as f64;
+        let mean = sorted.iter().sum::<f64>() / n;
+        let variance = if sorted.len() > 1 {
+            sorted.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        let half = 1.96 * (variance / n).sqrt();
+        let pick = |q: f64| sorted[(((n - 1.0) * q).round() as usize).min(sorted.len() - 1)];
+        Some(Spread {
+            mean,
+            mean_ci95: (mean - half, mean + half),
+            p50: pick(0.5),
+            p95: pick(0.95),
+            max: sorted[sorted.len() - 1],
+        })
+    }
+}
+
+fn share(count: u64, runs: u64) -> Share {
+    Share {
+        count,
+        probability: if runs == 0 {
+            0.0
+        } else {
+            count as f64 / runs as f64
+        },
+        ci95: crate::stats::wilson_interval(count, runs, 1.96),
+    }
+}
+
+/// Runs the scenario `runs` times with consecutive seeds and summarises.
+pub fn batch(config: &SimConfig, runs: u64) -> Batch {
+    let mut promoted = Vec::new();
+    let mut rolled_back = Vec::new();
+    let mut failures = Vec::new();
+    let mut requests = Vec::new();
+    let mut other = 0;
+    for i in 0..runs {
+        let mut c = config.clone();
+        c.seed = config.seed.wrapping_add(i);
+        let report = run(c);
+        let secs = report.duration.as_secs_f64();
+        match report.outcome {
+            Some(Outcome::Promoted) => promoted.push(secs),
+            Some(Outcome::RolledBack) => rolled_back.push(secs),
+            _ => other += 1,
+        }
+        failures.push(report.canary_failures as f64);
+        requests.push(report.canary_requests as f64);
+    }
+    Batch {
+        runs,
+        promoted: share(promoted.len() as u64, runs),
+        rolled_back: share(rolled_back.len() as u64, runs),
+        other,
+        time_to_promote_secs: Spread::of(&promoted),
+        time_to_rollback_secs: Spread::of(&rolled_back),
+        canary_failures: Spread::of(&failures).unwrap_or(Spread {
+            mean: 0.0,
+            mean_ci95: (0.0, 0.0),
+            p50: 0.0,
+            p95: 0.0,
+            max: 0.0,
+        }),
+        canary_requests: Spread::of(&requests).unwrap_or(Spread {
+            mean: 0.0,
+            mean_ci95: (0.0, 0.0),
+            p50: 0.0,
+            p95: 0.0,
+            max: 0.0,
+        }),
+    }
+}
