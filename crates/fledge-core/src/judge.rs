@@ -253,6 +253,9 @@ pub struct JudgeConfig {
     pub max_throttle_rate: Option<f64>,
     /// Probability that one check fails a canary exactly as healthy as allowed.
     pub false_alarm: f64,
+    /// Below this p-value (but above `false_alarm`) the evidence is suspicious: the step
+    /// may not pass on it and holds for more data, which then fails or clears the canary.
+    pub suspicion: f64,
 }
 
 impl Default for JudgeConfig {
@@ -266,6 +269,7 @@ impl Default for JudgeConfig {
             max_p99_ms: None,
             max_throttle_rate: None,
             false_alarm: 1e-5,
+            suspicion: 1e-2,
         }
     }
 }
@@ -279,6 +283,9 @@ pub enum Analysis {
     /// The original's check, for comparison: any canary error in the last minute fails; no
     /// data passes.
     Seed,
+    /// A CloudWatch alarm as CodeDeploy uses one, for comparison: fails when the canary's
+    /// errors over the last minute reach `threshold`; passes otherwise, silence included.
+    Alarm { threshold: f64 },
 }
 
 impl Default for Analysis {
@@ -299,6 +306,7 @@ impl Analysis {
     pub fn judge(&self, obs: &Observation) -> Verdict {
         match self {
             Analysis::Seed => judge_seed(obs),
+            Analysis::Alarm { threshold } => judge_alarm(obs, *threshold),
             Analysis::Fledge(config) => config.judge(obs),
         }
     }
@@ -306,7 +314,7 @@ impl Analysis {
     /// Whether this analysis is meant to run continuously (fledge) or only at the end of a
     /// step's hold (the original).
     pub fn continuous(&self) -> bool {
-        matches!(self, Analysis::Fledge(_))
+        matches!(self, Analysis::Fledge(_) | Analysis::Alarm { .. })
     }
 }
 
@@ -341,6 +349,27 @@ fn judge_seed(obs: &Observation) -> Verdict {
     Verdict::new(outcome, reason, vec![evidence])
 }
 
+fn judge_alarm(obs: &Observation, threshold: f64) -> Verdict {
+    let recent = &obs.canary_last_minute;
+    let firing = recent.errors as f64 >= threshold;
+    let outcome = if firing { Outcome::Fail } else { Outcome::Pass };
+    let evidence = Evidence {
+        check: "alarm_errors".into(),
+        outcome,
+        canary: recent.errors as f64,
+        baseline: None,
+        threshold,
+        samples: recent.requests,
+        baseline_samples: None,
+        p_value: None,
+    };
+    let reason = format!(
+        "the canary had {} errors in the last minute (alarm threshold {threshold})",
+        recent.errors
+    );
+    Verdict::new(outcome, reason, vec![evidence])
+}
+
 impl JudgeConfig {
     pub fn judge(&self, obs: &Observation) -> Verdict {
         let mut evidence = vec![self.error_rate(obs)];
@@ -365,6 +394,29 @@ impl JudgeConfig {
                 .collect::<Vec<_>>()
                 .join("; ");
             return Verdict::new(Outcome::Fail, reason, evidence);
+        }
+        let suspicious: Vec<&Evidence> = evidence
+            .iter()
+            .filter(|e| e.p_value.is_some_and(|p| p < self.suspicion))
+            .collect();
+        if let Some(worst) = suspicious.iter().min_by(|a, b| {
+            a.p_value
+                .partial_cmp(&b.p_value)
+                .expect("p-values are numbers")
+        }) {
+            let reason = format!(
+                "not yet conclusive, but suspicious: {} (p = {:.1e}, fails below {:.0e}); holding for more evidence",
+                worst.check,
+                worst.p_value.unwrap_or(1.0),
+                self.false_alarm
+            );
+            for e in evidence
+                .iter_mut()
+                .filter(|e| e.p_value.is_some_and(|p| p < self.suspicion))
+            {
+                e.outcome = Outcome::Inconclusive;
+            }
+            return Verdict::new(Outcome::Inconclusive, reason, evidence);
         }
         let enough = obs.canary_in_step >= self.min_requests;
         evidence.push(Evidence {
@@ -600,6 +652,14 @@ mod tests {
     }
 
     #[test]
+    fn suspicious_evidence_holds_instead_of_passing() {
+        // 6 errors in 200 (3%) against a 0.1% baseline: not yet a failure, not a pass.
+        let v = Analysis::default().judge(&obs((200, 6), (5_000, 5)));
+        assert_eq!(v.outcome, Outcome::Inconclusive, "{}", v.reason);
+        assert!(v.reason.contains("suspicious"), "{}", v.reason);
+    }
+
+    #[test]
     fn silence_is_inconclusive() {
         let v = Analysis::default().judge(&obs((0, 0), (10_000, 10)));
         assert_eq!(v.outcome, Outcome::Inconclusive);
@@ -662,6 +722,14 @@ mod tests {
         );
         o.canary.throttles = 5;
         assert_eq!(Analysis::Fledge(config).judge(&o).outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn an_alarm_fires_at_its_threshold() {
+        let alarm = Analysis::Alarm { threshold: 1.0 };
+        assert_eq!(alarm.judge(&obs((100, 1), (0, 0))).outcome, Outcome::Fail);
+        assert_eq!(alarm.judge(&obs((0, 0), (0, 0))).outcome, Outcome::Pass);
+        assert!(alarm.continuous());
     }
 
     #[test]
