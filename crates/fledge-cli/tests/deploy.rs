@@ -258,6 +258,10 @@ async fn a_crashing_canary_is_rolled_back_within_two_seconds() {
     assert_eq!(summary(&lines)["outcome"], "rolled_back");
     let v2 = seen.lock().unwrap().get("2").cloned().unwrap_or_default();
     let exposure = v2.last.unwrap().duration_since(v2.first.unwrap());
+    eprintln!(
+        "crashing canary: served users for {exposure:?}, {} failed requests",
+        v2.failed
+    );
     assert!(
         exposure <= Duration::from_secs(2),
         "version 2 served users for {exposure:?}"
@@ -294,6 +298,11 @@ async fn five_percent_errors_are_rolled_back_cheaply() {
     traffic.abort();
     assert_eq!(code, 1, "{:?}", summary(&lines));
     let v2 = seen.lock().unwrap().get("2").cloned().unwrap_or_default();
+    eprintln!(
+        "5% canary: {} failed user requests of {}",
+        v2.failed,
+        v2.ok + v2.failed
+    );
     assert!(
         v2.failed < 30,
         "{} failed user requests (of {})",
