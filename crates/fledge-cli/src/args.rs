@@ -268,4 +268,8 @@ pub struct SimulateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the report as an SVG picture in FILE: a typical run's weight and failed
+    /// requests over time, and the distributions over all runs.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }

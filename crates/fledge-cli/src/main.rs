@@ -13,6 +13,7 @@ mod plan;
 mod quickstart;
 mod render;
 mod simulate;
+mod svg;
 
 use std::process::ExitCode;
 

@@ -130,6 +130,21 @@ pub fn run(a: SimulateArgs) -> Result<ExitCode, Failure> {
     };
     let config = SimConfig::new(spec, a.rate, baseline, canary, a.seed);
     let report = batch(&config, a.runs);
+    let title = format!(
+        "{} runs of {} ({} analysis) at {} req/s; baseline {} errors, canary {} errors",
+        a.runs,
+        resolved.label,
+        a.analysis,
+        a.rate,
+        pct(a.baseline_errors),
+        pct(a.canary_errors)
+    );
+    if let Some(path) = &a.svg {
+        std::fs::write(path, crate::svg::render(&title, &report)).map_err(|e| Failure {
+            code: 3,
+            error: anyhow!("could not write {}: {e}", path.display()),
+        })?;
+    }
     if a.json {
         let out = json!({
             "scenario": {

@@ -74,3 +74,37 @@ fn bad_input_is_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--canary-errors 5"));
 }
+
+/// --svg draws the typical run and the distributions.
+#[test]
+fn svg_draws_a_typical_run_and_the_distributions() {
+    let path = std::env::temp_dir().join(format!("fledge-sim-{}.svg", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fledge"))
+        .args([
+            "simulate",
+            "--canary-errors",
+            "0.05",
+            "--runs",
+            "20",
+            "--svg",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        2,
+        "weight and failures of the typical run"
+    );
+    assert!(svg.contains("a typical run (rolled_back"), "{svg}");
+    assert!(svg.contains("failed requests served by the canary, all runs"));
+    assert!(svg.contains("time to the outcome (s), all runs"));
+}

@@ -128,6 +128,9 @@ pub struct SimReport {
     pub final_alias: AliasRouting,
     /// (milliseconds since start, the canary's weight) at each alias change.
     pub weights: Vec<(u64, f64)>,
+    /// (milliseconds since start, failed requests the canary has served so far), at each
+    /// moment the count grew.
+    pub failures: Vec<(u64, u64)>,
     /// The deployment's journal, less the checks that only repeat the previous outcome.
     pub records: Vec<Record>,
 }
@@ -146,6 +149,7 @@ struct World {
     recent: VecDeque<(Timestamp, VersionSample)>,
     first_canary_traffic: Option<Timestamp>,
     weights: Vec<(u64, f64)>,
+    failures: Vec<(u64, u64)>,
     records: Vec<Record>,
 }
 
@@ -179,6 +183,7 @@ impl Sim {
             recent: VecDeque::new(),
             first_canary_traffic: None,
             weights: vec![(0, 0.0)],
+            failures: vec![(0, 0)],
             records: Vec::new(),
             config,
         };
@@ -268,6 +273,7 @@ impl Sim {
             baseline_failures: world.baseline.errors,
             final_alias: world.alias,
             weights: world.weights,
+            failures: world.failures,
             records: world.records,
         }
     }
@@ -418,6 +424,12 @@ impl World {
             self.first_canary_traffic = Some(from);
         }
         self.canary_in_step += canary.requests;
+        if canary.errors > 0 {
+            self.failures.push((
+                duration_millis(to.since(START)),
+                self.canary.errors + canary.errors,
+            ));
+        }
         self.canary.add(&canary);
         self.baseline.add(&baseline);
         self.recent.push_back((to, canary));
@@ -465,6 +477,13 @@ pub struct Batch {
     pub canary_failures: Spread,
     /// Requests the canary served, over all runs.
     pub canary_requests: Spread,
+    /// Failed requests the canary served, run by run.
+    pub failures_by_run: Vec<u64>,
+    /// Time to the outcome in seconds, run by run.
+    pub seconds_by_run: Vec<f64>,
+    /// The run whose failed requests are the median: a typical run, in full.
+    #[serde(skip)]
+    pub typical: Option<SimReport>,
 }
 
 /// How many runs had an outcome, and the 95% Wilson interval of its probability.
@@ -487,6 +506,15 @@ pub struct Spread {
 }
 
 impl Spread {
+    /// The spread of no values.
+    pub const ZERO: Spread = Spread {
+        mean: 0.0,
+        mean_ci95: (0.0, 0.0),
+        p50: 0.0,
+        p95: 0.0,
+        max: 0.0,
+    };
+
     pub fn of(values: &[f64]) -> Option<Spread> {
         if values.is_empty() {
             return None;
@@ -531,6 +559,7 @@ pub fn batch(config: &SimConfig, runs: u64) -> Batch {
     let mut failures = Vec::new();
     let mut requests = Vec::new();
     let mut other = 0;
+    let mut reports = Vec::new();
     for i in 0..runs {
         let mut c = config.clone();
         c.seed = config.seed.wrapping_add(i);
@@ -543,7 +572,13 @@ pub fn batch(config: &SimConfig, runs: u64) -> Batch {
         }
         failures.push(report.canary_failures as f64);
         requests.push(report.canary_requests as f64);
+        reports.push(report);
     }
+    let seconds_by_run = reports.iter().map(|r| r.duration.as_secs_f64()).collect();
+    let failures_by_run: Vec<u64> = reports.iter().map(|r| r.canary_failures).collect();
+    let mut order: Vec<usize> = (0..reports.len()).collect();
+    order.sort_by_key(|i| failures_by_run[*i]);
+    let typical = order.get(order.len() / 2).map(|i| reports.swap_remove(*i));
     Batch {
         runs,
         promoted: share(promoted.len() as u64, runs),
@@ -551,19 +586,10 @@ pub fn batch(config: &SimConfig, runs: u64) -> Batch {
         other,
         time_to_promote_secs: Spread::of(&promoted),
         time_to_rollback_secs: Spread::of(&rolled_back),
-        canary_failures: Spread::of(&failures).unwrap_or(Spread {
-            mean: 0.0,
-            mean_ci95: (0.0, 0.0),
-            p50: 0.0,
-            p95: 0.0,
-            max: 0.0,
-        }),
-        canary_requests: Spread::of(&requests).unwrap_or(Spread {
-            mean: 0.0,
-            mean_ci95: (0.0, 0.0),
-            p50: 0.0,
-            p95: 0.0,
-            max: 0.0,
-        }),
+        canary_failures: Spread::of(&failures).unwrap_or(Spread::ZERO),
+        canary_requests: Spread::of(&requests).unwrap_or(Spread::ZERO),
+        failures_by_run,
+        seconds_by_run,
+        typical,
     }
 }
