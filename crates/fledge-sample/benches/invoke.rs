@@ -161,8 +161,38 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
+/// The cost of one routing decision on its own, in each routing mode.
+fn routing_decisions() {
+    use fledge_core::lambda::{AliasRouting, Version};
+    use fledge_local::routing::{Router, RoutingMode, StickyKey};
+    let router = Router::new(7);
+    let routing = AliasRouting::split(Version::Number(1), 2, 0.1);
+    let sticky = RoutingMode::Sticky {
+        key: StickyKey::Header("x-user".into()),
+    };
+    let n = 2_000_000u32;
+    for (label, mode, key) in [
+        ("random", RoutingMode::Random, None),
+        ("exact", RoutingMode::Exact, None),
+        ("sticky", sticky, Some("user-1234")),
+    ] {
+        let start = Instant::now();
+        let mut on_new = 0u32;
+        for _ in 0..n {
+            if router.pick("bench", "live", &routing, &mode, key) == Version::Number(2) {
+                on_new += 1;
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
+        println!(
+            "routing decision ({label}): {ns:.1} ns each ({on_new} of {n} to the new version)"
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    routing_decisions();
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
