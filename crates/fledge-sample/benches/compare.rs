@@ -279,12 +279,11 @@ mod reality {
                     tick.tick().await;
                     let (aws, failed, qualified) = (aws.clone(), failed.clone(), qualified.clone());
                     tokio::spawn(async move {
-                        if let Ok(answer) = aws.invoke(&qualified, b"{}").await {
-                            if let (Some(Version::Number(v)), Some(_)) =
+                        if let Ok(answer) = aws.invoke(&qualified, b"{}").await
+                            && let (Some(Version::Number(v)), Some(_)) =
                                 (answer.executed_version, answer.function_error)
-                            {
-                                *failed.lock().expect("lock").entry(v).or_default() += 1;
-                            }
+                        {
+                            *failed.lock().expect("lock").entry(v).or_default() += 1;
                         }
                     });
                 }
