@@ -300,6 +300,76 @@ impl Aws {
             .collect())
     }
 
+    /// Each version's p99 Duration (ms) over the whole window `[start, end)`: one period
+    /// covering it, in multiples of `unit` seconds (60 on AWS, 1 on fledge local).
+    pub async fn alias_p99(
+        &self,
+        function: &str,
+        alias: &str,
+        versions: &[u64],
+        start: SystemTime,
+        end: SystemTime,
+        unit: i32,
+    ) -> Result<BTreeMap<u64, f64>, ApiFailure> {
+        let function = FunctionRef::parse(function, NameKind::Function)
+            .map_or_else(|_| function.to_string(), |r| r.name);
+        let window = end
+            .duration_since(start)
+            .unwrap_or_default()
+            .as_secs()
+            .max(1);
+        let unit = u64::from(unit.max(1).unsigned_abs());
+        let period = i32::try_from(window.div_ceil(unit) * unit).unwrap_or(i32::MAX);
+        let mut call = self
+            .cloudwatch
+            .get_metric_data()
+            .start_time(start.into())
+            .end_time(end.into());
+        for v in versions {
+            let dims = [
+                ("FunctionName", function.clone()),
+                ("Resource", format!("{function}:{alias}")),
+                ("ExecutedVersion", v.to_string()),
+            ];
+            let dims: Vec<Dimension> = dims
+                .iter()
+                .map(|(n, val)| Dimension::builder().name(*n).value(val).build())
+                .collect();
+            call = call.metric_data_queries(
+                MetricDataQuery::builder()
+                    .id(format!("p99v{v}"))
+                    .metric_stat(
+                        MetricStat::builder()
+                            .metric(
+                                Metric::builder()
+                                    .namespace("AWS/Lambda")
+                                    .metric_name("Duration")
+                                    .set_dimensions(Some(dims))
+                                    .build(),
+                            )
+                            .period(period)
+                            .stat("p99")
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        let out = call.send().await.map_err(classify)?;
+        Ok(out
+            .metric_data_results()
+            .iter()
+            .filter_map(|r| {
+                let version = r.id()?.strip_prefix("p99v")?.parse().ok()?;
+                let worst = r
+                    .values()
+                    .iter()
+                    .copied()
+                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+                Some((version, worst))
+            })
+            .collect())
+    }
+
     /// The named alarms that are in ALARM, with their reasons.
     pub async fn alarms_firing(
         &self,

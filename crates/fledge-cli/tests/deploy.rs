@@ -547,6 +547,34 @@ async fn a_failing_command_check_rolls_back() {
     assert_eq!(w.alias().await, ("1".to_string(), None));
 }
 
+/// A canary slower than the p99 limit is rolled back on CloudWatch's Duration alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_canary_is_rolled_back_on_metrics() {
+    let w = World::new("slow").await;
+    w.function(&[("SAMPLE_ERROR_RATE", "0"), ("SAMPLE_LATENCY_MS", "150")])
+        .await;
+    let (traffic, _) = w.traffic(100.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, lines) = w
+        .deploy(&[
+            "--version",
+            "2",
+            "--strategy",
+            "canary:10%/1m",
+            "--max-p99-ms",
+            "100",
+        ])
+        .await;
+    traffic.abort();
+    assert_eq!(code, 1, "{:?}", summary(&lines));
+    let reason = summary(&lines)["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("p99 Duration") && reason.contains("above the limit 100 ms"),
+        "{reason}"
+    );
+    assert_eq!(w.alias().await, ("1".to_string(), None));
+}
+
 /// Bad input exits 2 and names the value.
 #[test]
 fn bad_input_exits_2() {

@@ -318,7 +318,11 @@ impl CheckContext<'_> {
                         }
                     }
                     let obs = tally.observe(self.canary, self.baseline, since, step_started, now);
-                    verdicts.push(labelled("metrics", self.analysis.judge(&obs)));
+                    let mut verdict = labelled("metrics", self.analysis.judge(&obs));
+                    if obs.canary.requests >= MIN_P99_INVOCATIONS {
+                        self.metrics_latency(&mut verdict, since, end).await;
+                    }
+                    verdicts.push(verdict);
                 }
                 Err(e) => verdicts.push(Verdict::new(
                     Outcome::Inconclusive,
@@ -376,6 +380,56 @@ impl CheckContext<'_> {
             }
         }
         combine(verdicts)
+    }
+}
+
+/// Canary invocations a window needs before its p99 from CloudWatch counts.
+const MIN_P99_INVOCATIONS: u64 = 100;
+
+impl CheckContext<'_> {
+    /// Adds CloudWatch's p99 Duration of canary and baseline over the window as evidence, and
+    /// fails the verdict when the canary's is above the configured absolute limit. A relative
+    /// test needs every latency, which only the probe has.
+    async fn metrics_latency(&self, verdict: &mut Verdict, since: SystemTime, end: SystemTime) {
+        let Ok(p99) = self
+            .aws
+            .alias_p99(
+                self.function,
+                self.alias,
+                &[self.canary, self.baseline],
+                since,
+                end,
+                self.config.metrics_period,
+            )
+            .await
+        else {
+            return;
+        };
+        let Some(canary) = p99.get(&self.canary).copied() else {
+            return;
+        };
+        let limit = match self.analysis {
+            Analysis::Fledge(config) => config.max_p99_ms,
+            _ => None,
+        };
+        let failed = limit.is_some_and(|l| canary > l);
+        verdict.evidence.push(Evidence {
+            check: "metrics_p99".into(),
+            outcome: if failed { Outcome::Fail } else { Outcome::Pass },
+            canary,
+            baseline: p99.get(&self.baseline).copied(),
+            threshold: limit.unwrap_or(f64::INFINITY),
+            samples: 0,
+            baseline_samples: None,
+            p_value: None,
+        });
+        if failed {
+            verdict.outcome = Outcome::Fail;
+            verdict.reason = format!(
+                "metrics: canary p99 Duration {canary:.0} ms is above the limit {:.0} ms",
+                limit.unwrap_or_default()
+            );
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! `cargo bench -p fledge-sample --bench invoke` (release build). Options through the
 //! environment: `BENCH_SECONDS` (default 5 per run), `BENCH_CONNECTIONS` (default
-//! "1,8,16,64"). The client is a minimal keep-alive HTTP/1.1 loop on the same machine, so
+//! "1,8,16,64"), and `BENCH_EXTERNAL=HOST:PORT/PATH` to load another Lambda emulator's
+//! invoke endpoint with the same client instead (for example cargo-lambda's
+//! `127.0.0.1:9000/2015-03-31/functions/fledge-sample/invocations`). The client is a minimal keep-alive HTTP/1.1 loop on the same machine, so
 //! the numbers include its cost too (two cores shared by client, platform and functions).
 
 use std::io::Write;
@@ -190,8 +192,43 @@ fn routing_decisions() {
     }
 }
 
+/// Loads an external invoke endpoint, `HOST:PORT/PATH`.
+async fn external(target: &str, seconds: u64, connection_counts: &[usize]) {
+    let (addr, path) = target
+        .split_once('/')
+        .expect("BENCH_EXTERNAL is HOST:PORT/PATH");
+    let path = format!("/{path}");
+    println!("external endpoint {target}: {seconds} s per run");
+    println!("| connections | invokes/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    for &connections in connection_counts {
+        load(addr, &path, connections, 1).await;
+        let run = load(addr, &path, connections, seconds).await;
+        println!(
+            "| {connections} | {:.0} | {} | {} | {} |",
+            run.per_second,
+            ms(run.p50),
+            ms(run.p99),
+            ms(run.max)
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if let Ok(target) = std::env::var("BENCH_EXTERNAL") {
+        let seconds: u64 = std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5);
+        let counts: Vec<usize> = std::env::var("BENCH_CONNECTIONS")
+            .unwrap_or_else(|_| "1,8,16,64".into())
+            .split(',')
+            .map(|s| s.trim().parse().unwrap())
+            .collect();
+        external(&target, seconds, &counts).await;
+        return;
+    }
     routing_decisions();
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
