@@ -222,21 +222,10 @@ impl Aws {
             .start_time(start.into())
             .end_time(end.into())
             .scan_by(ScanBy::TimestampAscending);
-        // CloudWatch's dimensions carry the bare name, even when the caller named an ARN.
-        let function = FunctionRef::parse(function, NameKind::Function)
-            .map_or_else(|_| function.to_string(), |r| r.name);
-        let function = function.as_str();
+        let function = bare_name(function);
         for v in versions {
             for metric in ["Invocations", "Errors", "Throttles"] {
-                let dims = [
-                    ("FunctionName", function.to_string()),
-                    ("Resource", format!("{function}:{alias}")),
-                    ("ExecutedVersion", v.to_string()),
-                ];
-                let dims: Vec<Dimension> = dims
-                    .iter()
-                    .map(|(n, val)| Dimension::builder().name(*n).value(val).build())
-                    .collect();
+                let dims = version_dimensions(&function, alias, *v);
                 call = call.metric_data_queries(
                     MetricDataQuery::builder()
                         .id(format!("{}{v}", metric.to_lowercase()))
@@ -311,8 +300,7 @@ impl Aws {
         end: SystemTime,
         unit: i32,
     ) -> Result<BTreeMap<u64, f64>, ApiFailure> {
-        let function = FunctionRef::parse(function, NameKind::Function)
-            .map_or_else(|_| function.to_string(), |r| r.name);
+        let function = bare_name(function);
         let window = end
             .duration_since(start)
             .unwrap_or_default()
@@ -326,15 +314,7 @@ impl Aws {
             .start_time(start.into())
             .end_time(end.into());
         for v in versions {
-            let dims = [
-                ("FunctionName", function.clone()),
-                ("Resource", format!("{function}:{alias}")),
-                ("ExecutedVersion", v.to_string()),
-            ];
-            let dims: Vec<Dimension> = dims
-                .iter()
-                .map(|(n, val)| Dimension::builder().name(*n).value(val).build())
-                .collect();
+            let dims = version_dimensions(&function, alias, *v);
             call = call.metric_data_queries(
                 MetricDataQuery::builder()
                     .id(format!("p99v{v}"))
@@ -397,6 +377,24 @@ impl Aws {
             })
             .collect())
     }
+}
+
+/// CloudWatch's dimensions carry the bare function name, even when the caller named an ARN.
+fn bare_name(function: &str) -> String {
+    FunctionRef::parse(function, NameKind::Function)
+        .map_or_else(|_| function.to_string(), |r| r.name)
+}
+
+/// `{FunctionName, Resource=F:A, ExecutedVersion}`: one version's share of an alias.
+fn version_dimensions(function: &str, alias: &str, version: u64) -> Vec<Dimension> {
+    [
+        ("FunctionName", function.to_string()),
+        ("Resource", format!("{function}:{alias}")),
+        ("ExecutedVersion", version.to_string()),
+    ]
+    .iter()
+    .map(|(n, v)| Dimension::builder().name(*n).value(v).build())
+    .collect()
 }
 
 /// A latency histogram from one measured latency, for probe samples.
