@@ -256,6 +256,16 @@ async fn dispatch(p: &Platform, op: &str, request: Value) -> Result<Value, CwErr
     }
 }
 
+/// A list of strings in a request, empty when absent.
+fn strings<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 fn str_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, CwError> {
     v.get(field)
         .and_then(Value::as_str)
@@ -401,20 +411,8 @@ fn get_metric_statistics(metrics: &Metrics, request: &Value) -> Result<Value, Cw
     let start = time_field(request, "StartTime")?.floor() as i64;
     let end = time_field(request, "EndTime")?.ceil() as i64;
     let period = period_field(request, "Period")?;
-    let plain: Vec<&str> = request
-        .get("Statistics")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let extended: Vec<&str> = request
-        .get("ExtendedStatistics")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let plain: Vec<&str> = strings(request, "Statistics");
+    let extended: Vec<&str> = strings(request, "ExtendedStatistics");
     if plain.is_empty() == extended.is_empty() {
         return Err(CwError {
             code: "InvalidParameterCombination",
@@ -734,13 +732,7 @@ impl Alarms {
     }
 
     fn describe(&self, metrics: &Metrics, r: &Value, now: f64) -> Value {
-        let names: Vec<&str> = r
-            .get("AlarmNames")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let names: Vec<&str> = strings(r, "AlarmNames");
         let prefix = r.get("AlarmNamePrefix").and_then(Value::as_str);
         let state = r.get("StateValue").and_then(Value::as_str);
         let mut list = self.list.lock().expect("alarms lock");
@@ -788,13 +780,7 @@ impl Alarms {
     }
 
     fn delete(&self, r: &Value) -> Result<(), CwError> {
-        let names: Vec<&str> = r
-            .get("AlarmNames")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let names: Vec<&str> = strings(r, "AlarmNames");
         let mut list = self.list.lock().expect("alarms lock");
         if let Some(missing) = names.iter().find(|n| !list.contains_key(**n)) {
             return Err(CwError {

@@ -238,6 +238,14 @@ impl Store {
         Ok(out)
     }
 
+    /// AWS's 404 for an alias that UpdateAlias (or a routing mode) names but that is missing.
+    fn alias_not_found(&self, name: &str, alias: &str) -> LambdaError {
+        LambdaError::not_found(format!(
+            "Alias not found: {}:{alias}",
+            self.function_arn(name)
+        ))
+    }
+
     fn not_found(&self, name: &str, qualifier: Option<&str>) -> LambdaError {
         let arn = self.function_arn(name);
         match qualifier {
@@ -526,11 +534,10 @@ impl Store {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
-            let alias_arn = format!("{}:{alias}", self.function_arn(name));
             let current = function
                 .aliases
                 .get(alias)
-                .ok_or_else(|| LambdaError::not_found(format!("Alias not found: {alias_arn}")))?;
+                .ok_or_else(|| self.alias_not_found(name, alias))?;
             if revision_id.is_some_and(|r| r != current.revision_id) {
                 return Err(LambdaError::revision_mismatch());
             }
@@ -558,11 +565,10 @@ impl Store {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
-            let alias_arn = format!("{}:{alias}", self.function_arn(name));
             let current = function
                 .aliases
                 .get_mut(alias)
-                .ok_or_else(|| LambdaError::not_found(format!("Alias not found: {alias_arn}")))?;
+                .ok_or_else(|| self.alias_not_found(name, alias))?;
             current.mode = mode;
             Ok(current.clone())
         })
