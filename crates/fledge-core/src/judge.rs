@@ -451,12 +451,19 @@ impl JudgeConfig {
     }
 
     /// The rate the canary may have without failing: the baseline's plausible worst plus the
-    /// margin.
+    /// margin. A baseline that has shown no error is never taken as worse than
+    /// [`NO_BASELINE_RATE`]: the plausible worst of a few clean requests is large (0.85 for
+    /// one), and leniency is only owed to errors the baseline really has.
     fn reference_error_rate(&self, baseline: &VersionSample) -> f64 {
         let base = if baseline.requests == 0 {
             NO_BASELINE_RATE
         } else {
-            wilson_upper(baseline.errors, baseline.requests, BASELINE_Z)
+            let upper = wilson_upper(baseline.errors, baseline.requests, BASELINE_Z);
+            if baseline.errors == 0 {
+                upper.min(NO_BASELINE_RATE)
+            } else {
+                upper
+            }
         };
         (base + self.error_rate_margin).min(1.0)
     }
@@ -643,6 +650,22 @@ mod tests {
         let e = &v.evidence[0];
         assert_eq!((e.check.as_str(), e.samples), ("error_rate", 3));
         assert!(e.p_value.unwrap() < 1e-5);
+    }
+
+    /// Seen on `fledge serve` after a restart: the probe's baseline had served one clean
+    /// request, and a canary failing every request passed against it.
+    #[test]
+    fn a_few_clean_baseline_requests_do_not_excuse_a_failing_canary() {
+        for baseline in [1, 2, 5, 20] {
+            let v = Analysis::default().judge(&obs((5, 5), (baseline, 0)));
+            assert_eq!(v.outcome, Outcome::Fail, "baseline {baseline}: {}", v.reason);
+        }
+        // A healthy canary is not held to more than the clean baseline's allowance.
+        let v = Analysis::default().judge(&obs((100, 0), (1, 0)));
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.reason);
+        // A baseline that really fails earns the canary the same leniency.
+        let v = Analysis::default().judge(&obs((5, 2), (10, 4)));
+        assert_ne!(v.outcome, Outcome::Fail, "{}", v.reason);
     }
 
     #[test]
