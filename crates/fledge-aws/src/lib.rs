@@ -380,7 +380,7 @@ impl Aws {
 }
 
 /// CloudWatch's dimensions carry the bare function name, even when the caller named an ARN.
-fn bare_name(function: &str) -> String {
+pub fn bare_name(function: &str) -> String {
     FunctionRef::parse(function, NameKind::Function)
         .map_or_else(|_| function.to_string(), |r| r.name)
 }

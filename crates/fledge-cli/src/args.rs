@@ -35,6 +35,132 @@ pub enum Command {
     /// Run the local Lambda-compatible platform: real functions as local processes,
     /// weighted aliases, per-version metrics, and a CloudWatch-compatible endpoint.
     Local(LocalArgs),
+    /// Run many deployments durably in the background, with an HTTP API, notifications,
+    /// Prometheus metrics and a dashboard.
+    Serve(ServeArgs),
+    /// Send a deployment file (or the original's JSON input) to a fledge server.
+    Submit(SubmitArgs),
+    /// Show a server-side deployment; --watch follows it to its end.
+    Status(StatusArgs),
+    /// List a server's deployments.
+    List(ListArgs),
+    /// Pause a server-side deployment: the hold clock stops; health is still watched.
+    Pause(ActionArgs),
+    /// Resume a paused server-side deployment.
+    Resume(ActionArgs),
+    /// End a server-side deployment's current step now (--fully: all traffic now).
+    Promote(PromoteArgs),
+    /// Put the original version back and stop a server-side deployment.
+    Abort(ActionArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The API is under /v1 (GET /v1/openapi.json describes it); every /v1 request needs `Authorization: Bearer TOKEN`.\n\
+The dashboard is at http://ADDR/ (open the URL printed at start, which carries the token); Prometheus metrics at /metrics.\n\
+State lives in the SQLite database: stop or kill the server at any time, and start it again with the same --db to resume every deployment."
+)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// The SQLite database that holds every deployment.
+    #[arg(long, default_value = "fledge.db")]
+    pub db: std::path::PathBuf,
+    /// The endpoint deployments use when their file names none (fledge local, say).
+    #[arg(long, env = "FLEDGE_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// The AWS region deployments use when their file names none.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The bearer token clients must send; generated and printed when absent.
+    #[arg(long, env = "FLEDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Notify about every deployment here: webhook:URL or command:CMD (repeatable).
+    #[arg(long, value_name = "SINK")]
+    pub notify: Vec<String>,
+    /// Retries of a failed notification (1 s, 2 s, 4 s, … apart) before it is recorded as
+    /// failed.
+    #[arg(long, default_value_t = 4)]
+    pub notify_retries: u32,
+}
+
+/// How to reach a fledge server.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's URL.
+    #[arg(long, env = "FLEDGE_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The server's bearer token.
+    #[arg(long, env = "FLEDGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes with --watch: 0 promoted; 1 rolled back or aborted; 2 invalid input; 3 could not complete.\n\
+Without --watch: 0 once the server has the deployment."
+)]
+pub struct SubmitArgs {
+    /// A deployment file (YAML, see examples/deployment.yaml), or the original's JSON input.
+    pub file: std::path::PathBuf,
+    /// A name for the deployment: submitting the same name and file again is harmless.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Follow the deployment to its end; the exit code says how it ended.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes with --watch: 0 promoted; 1 rolled back or aborted; 3 failed (fledge could not act), or the server could not be asked.\n\
+Without --watch: 0 when the deployment was found."
+)]
+pub struct StatusArgs {
+    /// The deployment's id (dep-…).
+    pub id: String,
+    /// Follow the deployment's events to its end; the exit code says how it ended.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// active, finished, or a phase or outcome (shifting, promoted, rolled_back, aborted, …).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only this function's deployments.
+    #[arg(long)]
+    pub function: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    /// The deployment's id (dep-…).
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The deployment's id (dep-…).
+    pub id: String,
+    /// Move all traffic to the new version now and finish.
+    #[arg(long)]
+    pub fully: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +321,10 @@ pub struct DeployArgs {
     /// A function invoked once all traffic is on the new version; a failure rolls back.
     #[arg(long)]
     pub post_traffic_hook: Option<String>,
+    /// Where `fledge serve` notifies about this deployment: webhook:URL or command:CMD
+    /// (repeatable). `fledge deploy` prints its events instead.
+    #[arg(long, value_name = "SINK")]
+    pub notify: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,9 @@ pub struct DeploymentFile {
     checks: Checks,
     #[serde(default)]
     hooks: Hooks,
+    /// Where `fledge serve` sends this deployment's notifications: `webhook:URL` (or a bare
+    /// URL) and `command:CMD`.
+    notify: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,12 +72,14 @@ pub fn load(path: &Path) -> Result<DeploymentFile, Failure> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read the deployment file {}", path.display()))
         .map_err(Failure::invalid)?;
-    serde_saphyr::from_str(&text).map_err(|e| {
-        Failure::invalid(anyhow!(
-            "the deployment file {} is not valid: {e}",
-            path.display()
-        ))
-    })
+    parse(&text, &path.display().to_string())
+}
+
+/// Reads a deployment file's content (YAML, or JSON, which is YAML too); `origin` names it
+/// in errors.
+pub fn parse(text: &str, origin: &str) -> Result<DeploymentFile, Failure> {
+    serde_saphyr::from_str(text)
+        .map_err(|e| Failure::invalid(anyhow!("the deployment file {origin} is not valid: {e}")))
 }
 
 fn fill<T>(flag: &mut Option<T>, from_file: Option<T>) {
@@ -137,6 +142,9 @@ impl DeploymentFile {
                 a.expect = p.expect.map(|v| v.to_string());
                 a.expect_path = p.expect_path;
             }
+        }
+        if a.notify.is_empty() {
+            a.notify = self.notify.unwrap_or_default();
         }
         fill(&mut a.pre_traffic_hook, self.hooks.pre_traffic);
         fill(&mut a.post_traffic_hook, self.hooks.post_traffic);

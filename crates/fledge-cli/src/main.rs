@@ -11,7 +11,9 @@ mod deployment_file;
 mod local;
 mod plan;
 mod quickstart;
+mod remote;
 mod render;
+mod serve;
 mod simulate;
 mod svg;
 
@@ -65,6 +67,14 @@ fn main() -> ExitCode {
         Command::Quickstart(args) => quickstart::run(args),
         Command::Simulate(args) => simulate::run(*args),
         Command::SampleFunction => sample_function(),
+        Command::Serve(args) => serve::run(args),
+        Command::Submit(args) => remote::submit(args),
+        Command::Status(args) => remote::status(args),
+        Command::List(args) => remote::list(args),
+        Command::Pause(args) => remote::pause(args),
+        Command::Resume(args) => remote::resume(args),
+        Command::Promote(args) => remote::promote(args),
+        Command::Abort(args) => remote::abort(args),
     };
     match result {
         Ok(code) => code,

@@ -658,7 +658,12 @@ mod tests {
     fn a_few_clean_baseline_requests_do_not_excuse_a_failing_canary() {
         for baseline in [1, 2, 5, 20] {
             let v = Analysis::default().judge(&obs((5, 5), (baseline, 0)));
-            assert_eq!(v.outcome, Outcome::Fail, "baseline {baseline}: {}", v.reason);
+            assert_eq!(
+                v.outcome,
+                Outcome::Fail,
+                "baseline {baseline}: {}",
+                v.reason
+            );
         }
         // A healthy canary is not held to more than the clean baseline's allowance.
         let v = Analysis::default().judge(&obs((100, 0), (1, 0)));

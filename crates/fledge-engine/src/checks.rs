@@ -20,12 +20,14 @@ use std::time::{Duration, SystemTime};
 use fledge_aws::{Aws, latency_sample};
 use fledge_core::judge::{Analysis, Evidence, Outcome, Verdict, VersionSample};
 use fledge_core::lambda::Version;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::tally::Tally;
 
 /// What a probe's answer must look like.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Expectation {
     /// Any answer without a function error passes.
     #[default]
@@ -75,7 +77,7 @@ fn contains(got: &Value, want: &Value) -> bool {
 }
 
 /// Synthetic traffic that fledge sends itself.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProbeConfig {
     /// Invocations per second.
     pub rate: f64,
@@ -84,7 +86,7 @@ pub struct ProbeConfig {
 }
 
 /// Which evidence a deployment gathers.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckConfig {
     pub probe: Option<ProbeConfig>,
     /// Read CloudWatch metrics of the alias.
@@ -102,7 +104,8 @@ pub struct CheckConfig {
 }
 
 /// A check outside the platform.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExternalCheck {
     /// GET this URL; a 2xx answer passes.
     Http { url: String },

@@ -1,6 +1,8 @@
 //! Runs one deployment: the core decides, this loop carries out its commands concurrently,
 //! feeds back their results with the wall-clock time, and wakes the core at its deadlines.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,20 +76,77 @@ fn system_time(t: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(t.0)
 }
 
-/// Runs `spec` to its end. Operator commands (pause, resume, promote, abort) arrive on
-/// `control`; progress goes to `out`.
+/// Persists a deployment as it runs (`fledge serve`'s store). The driver carries out no
+/// effect of a transition before its commit has returned.
+pub trait Journal: Send + Sync {
+    /// Commits `deployment` as it is now and the `commands` its last transition produced
+    /// (records and notifications among them). An error is retried until it succeeds.
+    fn commit<'a>(
+        &'a self,
+        deployment: &'a Deployment,
+        commands: &'a [Command],
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// Where a run begins.
+pub enum Start {
+    /// A new deployment: the smoke test runs (if configured), then the core starts it.
+    New {
+        id: String,
+        spec: Box<DeploymentSpec>,
+    },
+    /// A deployment restored from its stored form after a restart; what was in flight is
+    /// settled first.
+    Restored(Box<Deployment>),
+}
+
+/// How a run persists itself and what it reports.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    pub journal: Option<Arc<dyn Journal>>,
+    /// How often a [`Progress::Status`] goes out; `None` for never.
+    pub status_every: Option<Duration>,
+}
+
+/// Runs `spec` to its end in the foreground (`fledge deploy`). Operator commands (pause,
+/// resume, promote, abort) arrive on `control`; progress goes to `out`.
 pub async fn run(
     aws: Aws,
     id: String,
     spec: DeploymentSpec,
     checks: CheckConfig,
     out: mpsc::UnboundedSender<Progress>,
+    control: mpsc::UnboundedReceiver<OperatorCommand>,
+) -> Summary {
+    let options = RunOptions {
+        journal: None,
+        status_every: Some(Duration::from_secs(1)),
+    };
+    let spec = Box::new(spec);
+    drive(aws, Start::New { id, spec }, checks, options, out, control).await
+}
+
+/// Runs a deployment to its end, new or restored; the one loop behind `fledge deploy` and
+/// `fledge serve`.
+pub async fn drive(
+    aws: Aws,
+    start: Start,
+    checks: CheckConfig,
+    options: RunOptions,
+    out: mpsc::UnboundedSender<Progress>,
     mut control: mpsc::UnboundedReceiver<OperatorCommand>,
 ) -> Summary {
-    let started = SystemTime::now();
+    let (id, spec, started) = match &start {
+        Start::New { id, spec } => (id.clone(), (**spec).clone(), SystemTime::now()),
+        Start::Restored(d) => (
+            d.id().to_owned(),
+            d.spec().clone(),
+            system_time(d.started_at()),
+        ),
+    };
     let function = spec.function.clone();
     let alias = spec.alias.to_string();
-    if checks.smoke_invocations > 0 {
+    if matches!(start, Start::New { .. }) && checks.smoke_invocations > 0 {
         let _ = out.send(Progress::Note {
             message: format!(
                 "smoke test: {} invocations of {function}:{} before any traffic shifts",
@@ -138,10 +197,19 @@ pub async fn run(
         alias,
         last: Mutex::new(None),
     });
-    let (mut deployment, commands) = Deployment::new(id.clone(), spec, now());
+    let (mut deployment, commands) = match start {
+        Start::New { id, spec } => Deployment::new(id, *spec, now()),
+        Start::Restored(mut d) => {
+            let commands = d.resume_after_restart(now());
+            (*d, commands)
+        }
+    };
+    *shared.last.lock().expect("status lock") = deployment.last_verdict().cloned();
+    let journal = options.journal.as_deref();
     let mut baseline = None;
+    commit(journal, &deployment, &commands, &out).await;
     execute(&shared, &deployment, &mut baseline, commands, &events_tx);
-    let mut status_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut status_tick = options.status_every.map(tokio::time::interval);
     let mut control_open = true;
     while !deployment.is_finished() {
         let deadline = deployment.poll_deadline().map(|t| {
@@ -157,11 +225,12 @@ pub async fn run(
                 None => { control_open = false; Vec::new() }
             },
             () = sleep_until(deadline) => deployment.handle_timeout(now()),
-            _ = status_tick.tick() => {
+            () = tick(status_tick.as_mut()) => {
                 let _ = out.send(Progress::Status(status_line(&deployment, &shared)));
-                Vec::new()
+                continue;
             }
         };
+        commit(journal, &deployment, &commands, &out).await;
         execute(&shared, &deployment, &mut baseline, commands, &events_tx);
     }
     if let Some(p) = probe {
@@ -179,6 +248,41 @@ pub async fn run(
         alias_split: alias.as_ref().is_some_and(|a| !a.is_single()),
         alias,
         duration_secs: started.elapsed().unwrap_or_default().as_secs_f64(),
+    }
+}
+
+/// Commits a transition, retrying until the store takes it: no effect may run before its
+/// commit, so a failing store holds the deployment where it is and says so.
+async fn commit(
+    journal: Option<&dyn Journal>,
+    deployment: &Deployment,
+    commands: &[Command],
+    out: &mpsc::UnboundedSender<Progress>,
+) {
+    let Some(journal) = journal else { return };
+    let mut wait = Duration::from_millis(100);
+    while let Err(e) = journal.commit(deployment, commands).await {
+        let message = format!(
+            "could not persist deployment {}: {e}; holding the alias as it is ({}) and retrying in {:?}",
+            deployment.id(),
+            deployment
+                .alias()
+                .map_or_else(|| "not yet read".to_owned(), |a| a.to_string()),
+            wait
+        );
+        tracing::error!("{message}");
+        let _ = out.send(Progress::Note { message });
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn tick(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -7,11 +7,16 @@
 //!   a check is judged on.
 //! - [`checks`]: the evidence sources: probes (fledge invoking the alias itself), CloudWatch
 //!   metrics, CloudWatch alarms, and the pre-traffic smoke test.
-//! - [`driver`]: the loop that runs one deployment to its end.
+//! - [`driver`]: the loop that runs one deployment to its end, in the foreground or durably.
+//! - [`store`]: `fledge serve`'s SQLite store: deployments, their journals, the notification
+//!   outbox.
+//! - [`notify`]: delivering that outbox to webhooks and commands.
 
 pub mod checks;
 pub mod driver;
+pub mod notify;
+pub mod store;
 pub mod tally;
 
 pub use checks::{CheckConfig, Expectation, ExternalCheck, ProbeConfig};
-pub use driver::{Progress, StatusLine, Summary, run};
+pub use driver::{Journal, Progress, RunOptions, Start, StatusLine, Summary, drive, run};

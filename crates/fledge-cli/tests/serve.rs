@@ -1,0 +1,727 @@
+//! `fledge serve` as a user runs it: the real binary, its HTTP API and CLI verbs, against
+//! fledge local with real function processes; killed with SIGKILL and started again.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
+use fledge_local::{Platform, PlatformConfig, RunningPlatform};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-3f9a";
+
+struct World {
+    platform: Option<RunningPlatform>,
+    lambda: aws_sdk_lambda::Client,
+    endpoint: String,
+    dir: std::path::PathBuf,
+    server: Option<Server>,
+    http: reqwest::Client,
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        drop(self.platform.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn package() -> Vec<u8> {
+    let script = format!(
+        "#!/bin/sh\nexec '{}' sample-function\n",
+        env!("CARGO_BIN_EXE_fledge")
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut out);
+    w.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    w.write_all(script.as_bytes()).unwrap();
+    w.finish().unwrap();
+    out.into_inner()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Environment {
+    Environment::builder()
+        .set_variables(Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ))
+        .build()
+}
+
+impl World {
+    async fn new(tag: &str) -> World {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("fledge-serve-{tag}-{}-{nanos}", std::process::id()));
+        let platform = Platform::start(
+            PlatformConfig::new(dir.join("local")),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let endpoint = platform.endpoint();
+        let conf = aws_sdk_lambda::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("t", "t", None, None, "tests"))
+            .build();
+        World {
+            platform: Some(platform),
+            lambda: aws_sdk_lambda::Client::from_conf(conf),
+            endpoint,
+            dir,
+            server: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Function `name` with version 1 (healthy) behind each of `aliases`, and version 2
+    /// failing `v2_error_rate` of its invocations.
+    async fn function(&self, name: &str, aliases: &[String], v2_error_rate: f64) {
+        self.lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role("arn:aws:iam::123456789012:role/t")
+            .environment(env(&[("SAMPLE_ERROR_RATE", "0")]))
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(package()))
+                    .build(),
+            )
+            .publish(true)
+            .send()
+            .await
+            .unwrap();
+        for alias in aliases {
+            self.lambda
+                .create_alias()
+                .function_name(name)
+                .name(alias)
+                .function_version("1")
+                .send()
+                .await
+                .unwrap();
+        }
+        let rate = v2_error_rate.to_string();
+        self.lambda
+            .update_function_configuration()
+            .function_name(name)
+            .environment(env(&[("SAMPLE_ERROR_RATE", &rate), ("RELEASE", "2")]))
+            .send()
+            .await
+            .unwrap();
+        let v = self
+            .lambda
+            .publish_version()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(v.version(), Some("2"));
+    }
+
+    fn db(&self) -> std::path::PathBuf {
+        self.dir.join("fledge.db")
+    }
+
+    /// Starts `fledge serve` on a free port and waits until it listens.
+    fn start_server(&mut self, extra: &[&str]) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fledge"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--token", TOKEN])
+            .arg("--db")
+            .arg(self.db())
+            .args(["--endpoint-url", &self.endpoint])
+            .args(extra)
+            .env("FLEDGE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("fledge serve exited before listening")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("fledge serve: listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep reading so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        self.server = Some(Server { child, url });
+    }
+
+    fn kill_server(&mut self) {
+        let mut s = self.server.take().expect("a server is running");
+        s.child.kill().unwrap(); // SIGKILL
+        s.child.wait().unwrap();
+    }
+
+    fn url(&self) -> String {
+        self.server
+            .as_ref()
+            .expect("a server is running")
+            .url
+            .clone()
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url()))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, body).await
+    }
+
+    /// Waits until deployment `id` has finished; its row.
+    async fn finished(&self, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let d = self.get(&format!("/v1/deployments/{id}")).await;
+            if !d["finished_at"].is_null() {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "{id} did not finish: {d}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn alias(&self, function: &str, alias: &str) -> (String, Option<Value>) {
+        let a = self
+            .lambda
+            .get_alias()
+            .function_name(function)
+            .name(alias)
+            .send()
+            .await
+            .unwrap();
+        let routing = a
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .filter(|w| !w.is_empty())
+            .map(|w| json!(w));
+        (a.function_version().unwrap_or_default().to_owned(), routing)
+    }
+
+    /// `fledge` with the server's address and token in the environment.
+    fn fledge(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_fledge"))
+            .args(args)
+            .env("FLEDGE_SERVER", self.url())
+            .env("FLEDGE_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    }
+}
+
+fn file(function: &str, alias: &str, strategy: &str, probe_rate: f64) -> String {
+    format!(
+        "function: {function}\nalias: {alias}\nversion: 2\nstrategy: \"{strategy}\"\n\
+         checks:\n  interval: 1s\n  min_requests: 5\n  metrics: false\n  probe:\n    rate: {probe_rate}\n"
+    )
+}
+
+/// The API as a client meets it: idempotent creates by name, one deployment per alias,
+/// tokens, filters, operator commands, the journal and notifications; and the CLI verbs
+/// over it with their exit codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_creates_steers_and_reports_deployments() {
+    let mut w = World::new("api").await;
+    w.function("f", &["live".to_owned()], 0.0).await;
+    let notes = w.dir.join("notes.jsonl");
+    let sink = format!(
+        "command:cat >> '{}'; echo >> '{}'",
+        notes.display(),
+        notes.display()
+    );
+    w.start_server(&["--notify", &sink]);
+
+    // No token, wrong token.
+    let anonymous = w
+        .http
+        .get(format!("{}/v1/deployments", w.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let wrong = w
+        .http
+        .get(format!("{}/v1/deployments", w.url()))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+
+    // Bad input is named.
+    let (status, body) = w
+        .post(
+            "/v1/deployments",
+            Some(json!({"file": "function: f\nalias: live\nversion: 2\nstrategy: linear:0x1m\n"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("linear:0x1m"),
+        "{body}"
+    );
+    let (status, body) = w
+        .post("/v1/deployments", Some(json!({"file": file("f", "live", "linear:2x1h", 20.0).replace("version: 2", "version: 9")})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("version 9"),
+        "{body}"
+    );
+
+    // Create, and create again by the same name: the same deployment.
+    let request = json!({"name": "release-2", "file": file("f", "live", "linear:2x1h", 20.0)});
+    let (status, first) = w.post("/v1/deployments", Some(request.clone())).await;
+    assert_eq!(status, 201, "{first}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    let (status, again) = w.post("/v1/deployments", Some(request)).await;
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+    // The same name with another request is refused.
+    let (status, body) = w
+        .post(
+            "/v1/deployments",
+            Some(json!({"name": "release-2", "file": file("f", "live", "linear:4x1h", 20.0)})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // A second deployment of the same alias is refused, naming the first.
+    let (status, body) = w
+        .post(
+            "/v1/deployments",
+            Some(json!({"file": file("f", "live", "canary:10%/1m", 20.0)})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(&id),
+        "{body}"
+    );
+
+    // It shifts to 50% and holds (an hour).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = w.get(&format!("/v1/deployments/{id}")).await;
+        // Shifted, and judged on the probe's evidence.
+        if d["step"] == 1 && d["phase"] == "shifting" && d["last_verdict"]["evidence"].is_array() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached and judged step 1: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        w.alias("f", "live").await,
+        ("1".into(), Some(json!({"2": 0.5})))
+    );
+
+    // The CLI sees it.
+    let out = w.fledge(&["list", "--state", "active"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&id) && text.contains("f:live") && text.contains("50%"),
+        "{text}"
+    );
+    let out = w.fledge(&["list", "--state", "promoted"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&id));
+    let out = w.fledge(&["list", "--state", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+
+    // Pause, then resume, through the CLI.
+    assert!(w.fledge(&["pause", &id]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.get(&format!("/v1/deployments/{id}")).await["paused"] != true {
+        assert!(Instant::now() < deadline, "never paused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.fledge(&["resume", &id]).status.success());
+
+    // Promote fully; `status --watch` follows it to the end and exits 0.
+    let watcher = {
+        let (url, bin) = (w.url(), env!("CARGO_BIN_EXE_fledge"));
+        let id = id.clone();
+        std::thread::spawn(move || {
+            Command::new(bin)
+                .args(["status", &id, "--watch", "--server", &url, "--token", TOKEN])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = w.fledge(&["promote", &id, "--fully"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = w.finished(&id, Duration::from_secs(30)).await;
+    assert_eq!(d["outcome"], "promoted", "{d}");
+    let watched = watcher.join().unwrap();
+    assert_eq!(
+        watched.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    assert!(String::from_utf8_lossy(&watched.stderr).contains("PROMOTED"));
+    assert_eq!(w.alias("f", "live").await, ("2".into(), None));
+
+    // Operator commands on a finished deployment are refused, and say why.
+    let out = w.fledge(&["abort", &id]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has ended"));
+
+    // The journal has the decisions with their numbers.
+    let events = w.get(&format!("/v1/deployments/{id}/events")).await;
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["record"]["event"].as_str().unwrap())
+        .collect();
+    for k in [
+        "started",
+        "alias_recorded",
+        "step_applied",
+        "checked",
+        "operator",
+        "finished",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+
+    // Every notable record reached the command sink, the end included.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = w.get(&format!("/v1/deployments/{id}/notifications")).await;
+        let all = n["notifications"].as_array().unwrap();
+        if !all.is_empty() && all.iter().all(|x| x["status"] == "sent") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "notifications not delivered: {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delivered = std::fs::read_to_string(&notes).unwrap();
+    let messages: Vec<Value> = delivered
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(messages.iter().any(|m| m["event"] == "started"));
+    let end = messages
+        .iter()
+        .find(|m| m["event"] == "finished")
+        .expect("the end was told");
+    assert!(
+        end["text"].as_str().unwrap().contains("finished promoted"),
+        "{end}"
+    );
+
+    // Prometheus metrics.
+    let metrics = w
+        .http
+        .get(format!("{}/metrics", w.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("fledge_deployment_outcomes_total{outcome=\"promoted\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A notification that cannot be delivered is retried, then recorded as failed, visible in
+/// the API and the metrics; the deployment does not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_notification_is_recorded_and_never_delays_the_rollout() {
+    let mut w = World::new("notify").await;
+    w.function("f", &["live".to_owned()], 0.0).await;
+    w.start_server(&[
+        "--notify",
+        "command:echo refused >&2; exit 7",
+        "--notify-retries",
+        "1",
+    ]);
+    let (status, d) = w
+        .post(
+            "/v1/deployments",
+            Some(json!({"file": file("f", "live", "all-at-once", 20.0)})),
+        )
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    let d = w.finished(id, Duration::from_secs(30)).await;
+    assert_eq!(d["outcome"], "promoted", "{d}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let failed = loop {
+        let n = w.get(&format!("/v1/deployments/{id}/notifications")).await;
+        let all = n["notifications"].as_array().unwrap().clone();
+        if !all.is_empty() && all.iter().all(|x| x["status"] == "failed") {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "not marked failed: {n}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(failed.iter().all(|n| n["attempts"] == 2), "{failed:?}");
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{failed:?}"
+    );
+    let metrics = w
+        .http
+        .get(format!("{}/metrics", w.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("fledge_notification_failures_total "))
+        .unwrap();
+    assert_eq!(
+        line,
+        format!("fledge_notification_failures_total {}", failed.len())
+    );
+}
+
+/// A small random source for kill moments; the seed is printed so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("FLEDGE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("kill moments seeded with FLEDGE_TEST_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    /// Uniform in [lo, hi).
+    fn between(&mut self, lo: f64, hi: f64) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        lo + (self.0 >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
+    }
+}
+
+/// 200 deployments at once, the server killed with SIGKILL at random moments (one of them
+/// while the deployments are still being created) and started again each time: every
+/// deployment ends exactly once, healthy releases promoted and faulty ones rolled back, and
+/// every alias points at exactly one version with no routing left over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_deployments_survive_sigkill_at_random_moments() {
+    const FUNCTIONS: usize = 10;
+    const ALIASES: usize = 20;
+    let mut w = World::new("sigkill").await;
+    let aliases: Vec<String> = (0..ALIASES).map(|a| format!("a{a:02}")).collect();
+    for f in 0..FUNCTIONS {
+        // Odd functions' version 2 fails every invocation.
+        let bad = if f % 2 == 1 { 1.0 } else { 0.0 };
+        w.function(&format!("f{f}"), &aliases, bad).await;
+    }
+    let mut rng = Rng::new();
+    w.start_server(&[]);
+
+    // Create all 200 by name, concurrently; a create cut off by a kill is sent again, which
+    // the name makes harmless.
+    let requests: Vec<(String, Value)> = (0..FUNCTIONS)
+        .flat_map(|f| {
+            aliases.iter().map(move |a| {
+                let name = format!("f{f}-{a}");
+                let body =
+                    json!({"name": name, "file": file(&format!("f{f}"), a, "linear:2x4s", 3.0)});
+                (name, body)
+            })
+        })
+        .collect();
+    let create_all = |url: String| {
+        let http = reqwest::Client::new();
+        let requests = requests.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (name, body) in requests {
+                let (http, url) = (http.clone(), url.clone());
+                tasks.spawn(async move {
+                    let answer = http
+                        .post(format!("{url}/v1/deployments"))
+                        .bearer_auth(TOKEN)
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(a) if a.status().is_success() => Ok(name),
+                        Ok(a) => panic!(
+                            "creating {name}: {} {}",
+                            a.status(),
+                            a.text().await.unwrap()
+                        ),
+                        Err(_) => Err(name),
+                    }
+                });
+            }
+            tasks.join_all().await
+        }
+    };
+    // First kill: during the creates.
+    let creating = tokio::spawn(create_all(w.url()));
+    tokio::time::sleep(Duration::from_secs_f64(rng.between(0.05, 0.4))).await;
+    w.kill_server();
+    let first_round = creating.await.unwrap();
+    let cut_off = first_round.iter().filter(|r| r.is_err()).count();
+    w.start_server(&[]);
+    let second_round = create_all(w.url()).await;
+    assert!(
+        second_round.iter().all(Result::is_ok),
+        "creates failed after restart"
+    );
+    eprintln!("{cut_off} creates were cut off by the first kill and sent again");
+
+    // More kills while the deployments run.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs_f64(rng.between(0.5, 4.0))).await;
+        w.kill_server();
+        w.start_server(&[]);
+    }
+
+    // Wait for every deployment to end.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let rows = loop {
+        let list = w.get("/v1/deployments?limit=1000").await;
+        let rows = list["deployments"].as_array().unwrap().clone();
+        if rows.len() == 200 && rows.iter().all(|d| !d["finished_at"].is_null()) {
+            break rows;
+        }
+        let active = rows.iter().filter(|d| d["finished_at"].is_null()).count();
+        assert!(
+            Instant::now() < deadline,
+            "{} deployments, {active} still active",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    let mut restarted = 0;
+    for d in &rows {
+        let (name, id) = (d["name"].as_str().unwrap(), d["id"].as_str().unwrap());
+        let (function, alias) = (
+            d["function"].as_str().unwrap(),
+            d["alias"].as_str().unwrap(),
+        );
+        assert_eq!(name, format!("{function}-{alias}"));
+        let bad = function.trim_start_matches('f').parse::<usize>().unwrap() % 2 == 1;
+        let expected = if bad { "rolled_back" } else { "promoted" };
+        let events = w
+            .get(&format!("/v1/deployments/{id}/events?limit=10000"))
+            .await;
+        let journal: Vec<String> = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["record"].to_string())
+            .collect();
+        assert_eq!(
+            d["outcome"],
+            expected,
+            "{name} ({id}): {d}\n{}",
+            journal.join("\n")
+        );
+        let (version, routing) = w.alias(function, alias).await;
+        assert_eq!(routing, None, "{function}:{alias} still has routing");
+        assert_eq!(version, if bad { "1" } else { "2" }, "{function}:{alias}");
+        // Run once: one start and one end in its journal.
+        let count = |kind: &str| {
+            events["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["record"]["event"] == kind)
+                .count()
+        };
+        assert_eq!(
+            (count("started"), count("finished")),
+            (1, 1),
+            "{name} ({id})"
+        );
+        restarted += usize::from(count("restarted") > 0);
+    }
+    eprintln!("{restarted} of 200 deployments were resumed after a kill");
+    assert!(restarted > 0, "no kill landed while a deployment ran");
+}
