@@ -219,6 +219,19 @@ impl World {
         self.call(reqwest::Method::POST, path, body).await
     }
 
+    /// Waits until deployment `id` passes `test`; its detail.
+    async fn wait_for(&self, id: &str, what: &str, test: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d = self.get(&format!("/v1/deployments/{id}")).await;
+            if test(&d) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "{id} never {what}: {d}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until deployment `id` has finished; its row.
     async fn finished(&self, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
@@ -724,4 +737,412 @@ async fn two_hundred_deployments_survive_sigkill_at_random_moments() {
     }
     eprintln!("{restarted} of 200 deployments were resumed after a kill");
     assert!(restarted > 0, "no kill landed while a deployment ran");
+}
+
+/// A deployment that would hold for a year: created, paused, resumed and promoted through
+/// the API, across two SIGKILLs, keeping its place and its pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_year_deployment_is_steered_through_the_api_across_restarts() {
+    const YEAR_MS: i64 = 365 * 24 * 3600 * 1000;
+    let mut w = World::new("year").await;
+    w.function("f", &["live".to_owned()], 0.0).await;
+    w.start_server(&[]);
+    let (status, d) = w
+        .post(
+            "/v1/deployments",
+            Some(json!({"name": "slow", "file": file("f", "live", "canary:10%/365d", 10.0)})),
+        )
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_owned();
+    let d = w.wait_for(&id, "shifted", |d| d["step"] == 1).await;
+    let now = d["updated_at"].as_i64().unwrap();
+    let hold_ends = d["hold_ends"].as_i64().unwrap();
+    assert!(hold_ends - now > YEAR_MS - 60_000, "a year's hold: {d}");
+    assert_eq!(
+        w.alias("f", "live").await,
+        ("1".into(), Some(json!({"2": 0.1})))
+    );
+
+    let (status, _) = w.post(&format!("/v1/deployments/{id}/pause"), None).await;
+    assert_eq!(status, 202);
+    w.wait_for(&id, "paused", |d| d["paused"] == true).await;
+
+    w.kill_server();
+    w.start_server(&[]);
+    let d = w.get(&format!("/v1/deployments/{id}")).await;
+    assert_eq!(
+        (d["paused"].clone(), d["step"].clone()),
+        (json!(true), json!(1)),
+        "{d}"
+    );
+    assert!(d["finished_at"].is_null());
+    assert_eq!(
+        w.alias("f", "live").await,
+        ("1".into(), Some(json!({"2": 0.1})))
+    );
+
+    let (status, _) = w.post(&format!("/v1/deployments/{id}/resume"), None).await;
+    assert_eq!(status, 202);
+    let d = w
+        .wait_for(&id, "resumed", |d| {
+            d["paused"] == false && !d["hold_ends"].is_null()
+        })
+        .await;
+    assert!(
+        d["hold_ends"].as_i64().unwrap() - now > YEAR_MS - 60_000,
+        "{d}"
+    );
+
+    w.kill_server();
+    w.start_server(&[]);
+    assert_eq!(w.get(&format!("/v1/deployments/{id}")).await["step"], 1);
+
+    // Promote ends the year-long step; the next is 100%, and the release finishes.
+    let (status, body) = w.post(&format!("/v1/deployments/{id}/promote"), None).await;
+    assert_eq!(status, 202, "{body}");
+    let d = w.finished(&id, Duration::from_secs(30)).await;
+    assert_eq!(d["outcome"], "promoted", "{d}");
+    assert_eq!(w.alias("f", "live").await, ("2".into(), None));
+    let events = w.get(&format!("/v1/deployments/{id}/events")).await;
+    let restarts = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["record"]["event"] == "restarted")
+        .count();
+    assert_eq!(restarts, 2);
+}
+
+/// Resolves `{"$ref": "#/a/b"}` against the document.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => resolve(
+            doc,
+            doc.pointer(r.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("dangling {r}")),
+        ),
+        None => v,
+    }
+}
+
+/// Checks `value` against the parts of JSON Schema the document uses; errors name the path.
+fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let schema = resolve(doc, schema);
+    for part in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        validate(doc, part, value, at, errors);
+    }
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let fits = |ty: &str| match ty {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => false,
+        };
+        if !types.iter().any(|ty| fits(ty)) {
+            errors.push(format!("{at}: {value} is not {types:?}"));
+            return;
+        }
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.contains(value)
+    {
+        errors.push(format!("{at}: {value} is not one of {options:?}"));
+    }
+    for key in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = key.as_str().unwrap();
+        if value.get(key).is_none() {
+            errors.push(format!("{at}: no `{key}`"));
+        }
+    }
+    if let (Some(props), Some(obj)) = (
+        schema.get("properties").and_then(Value::as_object),
+        value.as_object(),
+    ) {
+        for (k, s) in props {
+            if let Some(v) = obj.get(k) {
+                validate(doc, s, v, &format!("{at}.{k}"), errors);
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in arr.iter().enumerate() {
+            validate(doc, items, v, &format!("{at}[{i}]"), errors);
+        }
+    }
+}
+
+/// The OpenAPI document describes the running server: every operation it lists is called,
+/// and every answer's status is one it documents, with a body that fits its schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_running_server() {
+    let mut w = World::new("openapi").await;
+    w.function("f", &["live".to_owned(), "beta".to_owned()], 0.0)
+        .await;
+    w.start_server(&["--notify", "command:true"]);
+    let doc: Value = serde_json::from_str(
+        &w.http
+            .get(format!("{}/v1/openapi.json", w.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let mut called = std::collections::BTreeSet::new();
+    let mut errors = Vec::new();
+    let mut check = async |method: &str,
+                           template: &str,
+                           path: &str,
+                           token: Option<&str>,
+                           body: Option<Value>| {
+        let op = doc["paths"][template][method].clone();
+        assert!(op.is_object(), "{method} {template} is not documented");
+        called.insert((template.to_owned(), method.to_owned()));
+        let mut request = w.http.request(
+            method.to_uppercase().parse().unwrap(),
+            format!("{}{path}", w.url()),
+        );
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16().to_string();
+        let content_type = answer
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = answer.text().await.unwrap();
+        let Some(response) = op["responses"].get(&status) else {
+            errors.push(format!(
+                "{method} {path} answered {status}, which is not documented: {text}"
+            ));
+            return Value::Null;
+        };
+        let response = resolve(&doc, response);
+        let media = if content_type.starts_with("application/json") {
+            "application/json"
+        } else {
+            "text/plain"
+        };
+        let Some(schema) =
+            response.pointer(&format!("/content/{}/schema", media.replace('/', "~1")))
+        else {
+            errors.push(format!(
+                "{method} {path} answered {status} as {content_type}, not documented"
+            ));
+            return Value::Null;
+        };
+        let value = if media == "application/json" {
+            serde_json::from_str(&text).unwrap()
+        } else {
+            Value::String(text)
+        };
+        validate(
+            &doc,
+            schema,
+            &value,
+            &format!("{method} {path} {status}"),
+            &mut errors,
+        );
+        value
+    };
+    let t = Some(TOKEN);
+    let create = json!({"name": "doc", "file": file("f", "live", "linear:2x1h", 10.0)});
+    let created = check(
+        "post",
+        "/v1/deployments",
+        "/v1/deployments",
+        t,
+        Some(create.clone()),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    check(
+        "post",
+        "/v1/deployments",
+        "/v1/deployments",
+        t,
+        Some(create),
+    )
+    .await;
+    check(
+        "post",
+        "/v1/deployments",
+        "/v1/deployments",
+        t,
+        Some(json!({"file": file("f", "live", "all-at-once", 10.0)})),
+    )
+    .await;
+    check(
+        "post",
+        "/v1/deployments",
+        "/v1/deployments",
+        t,
+        Some(json!({"file": "strategy: sideways"})),
+    )
+    .await;
+    check(
+        "post",
+        "/v1/deployments",
+        "/v1/deployments",
+        t,
+        Some(json!({"what": 1})),
+    )
+    .await;
+    check(
+        "post",
+        "/v1/deployments",
+        "/v1/deployments",
+        None,
+        Some(json!({})),
+    )
+    .await;
+    check(
+        "get",
+        "/v1/deployments",
+        "/v1/deployments?state=active&function=f&limit=5",
+        t,
+        None,
+    )
+    .await;
+    check(
+        "get",
+        "/v1/deployments",
+        "/v1/deployments?state=sideways",
+        t,
+        None,
+    )
+    .await;
+    check("get", "/v1/deployments", "/v1/deployments", None, None).await;
+    for template in [
+        "/v1/deployments/{id}",
+        "/v1/deployments/{id}/events",
+        "/v1/deployments/{id}/notifications",
+    ] {
+        check("get", template, &template.replace("{id}", &id), t, None).await;
+        check(
+            "get",
+            template,
+            &template.replace("{id}", "dep-999999"),
+            t,
+            None,
+        )
+        .await;
+        check("get", template, &template.replace("{id}", &id), None, None).await;
+    }
+    // Wait for the first shift, so that the journal and notifications have content.
+    w.wait_for(&id, "shifted", |d| d["step"] == 1).await;
+    check(
+        "get",
+        "/v1/deployments/{id}/events",
+        &format!("/v1/deployments/{id}/events?after=1&limit=3"),
+        t,
+        None,
+    )
+    .await;
+    for action in ["pause", "resume", "promote", "promote-fully", "abort"] {
+        let template = format!("/v1/deployments/{{id}}/{action}");
+        check(
+            "post",
+            &template,
+            &format!("/v1/deployments/dep-999999/{action}"),
+            t,
+            None,
+        )
+        .await;
+        check(
+            "post",
+            &template,
+            &format!("/v1/deployments/{id}/{action}"),
+            None,
+            None,
+        )
+        .await;
+        if action != "abort" {
+            check(
+                "post",
+                &template,
+                &format!("/v1/deployments/{id}/{action}"),
+                t,
+                None,
+            )
+            .await;
+        }
+    }
+    w.finished(&id, Duration::from_secs(30)).await;
+    // Ended: an action is a conflict.
+    check(
+        "post",
+        "/v1/deployments/{id}/abort",
+        &format!("/v1/deployments/{id}/abort"),
+        t,
+        None,
+    )
+    .await;
+    check(
+        "get",
+        "/v1/deployments/{id}",
+        &format!("/v1/deployments/{id}"),
+        t,
+        None,
+    )
+    .await;
+    check(
+        "get",
+        "/v1/deployments/{id}/notifications",
+        &format!("/v1/deployments/{id}/notifications"),
+        t,
+        None,
+    )
+    .await;
+    check("get", "/v1/openapi.json", "/v1/openapi.json", None, None).await;
+    check("get", "/metrics", "/metrics", None, None).await;
+    assert!(
+        errors.is_empty(),
+        "the server and its document disagree:\n{}",
+        errors.join("\n")
+    );
+    let documented: std::collections::BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (p.clone(), m.clone()))
+        })
+        .collect();
+    assert_eq!(
+        documented, called,
+        "documented operations the test did not call"
+    );
 }
