@@ -1146,3 +1146,247 @@ async fn the_openapi_document_describes_the_running_server() {
         "documented operations the test did not call"
     );
 }
+
+/// A WebDriver session on Debian's chromium through chromedriver, spoken over plain HTTP.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    profile: std::path::PathBuf,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    /// `None` (with a note) where chromium is not installed, except in CI, which installs it.
+    async fn start(dir: &std::path::Path) -> Option<Browser> {
+        let (driver_bin, chromium) = ("/usr/bin/chromedriver", "/usr/bin/chromium");
+        if !std::path::Path::new(driver_bin).exists() || !std::path::Path::new(chromium).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install chromium and chromium-driver (.ci/run does)"
+            );
+            eprintln!(
+                "skipping: {driver_bin} or {chromium} is missing (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = dir.join("chromium-profile");
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-quic", "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
+                         format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let mut browser = Browser {
+            driver,
+            base,
+            session: String::new(),
+            http,
+            profile,
+        };
+        let answer = browser
+            .call(reqwest::Method::POST, "/session", Some(capabilities))
+            .await;
+        browser.session = answer["sessionId"].as_str().expect("a session").to_owned();
+        Some(browser)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let text = request.send().await.unwrap().text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["value"].clone()
+    }
+
+    async fn session(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+            .await
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.session(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self
+            .session(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        let id = element[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {css}: {element}"));
+        self.session(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    /// Polls `script` until `test` holds; its last value.
+    async fn until(&self, what: &str, script: &str, test: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.script(script).await;
+            if test(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// The dashboard in a real headless browser: it lists the deployment, its chart grows as
+/// checks come in, and its Abort button (after the confirmation) puts the original back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_charts_a_live_deployment_and_aborts_it() {
+    let mut w = World::new("dashboard").await;
+    let Some(browser) = Browser::start(&w.dir).await else {
+        return;
+    };
+    w.function("f", &["live".to_owned()], 0.0).await;
+    w.start_server(&[]);
+    let (status, d) = w
+        .post(
+            "/v1/deployments",
+            Some(json!({"file": file("f", "live", "linear:2x1h", 10.0)})),
+        )
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_owned();
+    browser
+        .session(
+            reqwest::Method::POST,
+            "/url",
+            Some(json!({"url": format!("{}/#token={TOKEN}&id={id}", w.url())})),
+        )
+        .await;
+    // The list shows it; the token has left the address bar.
+    browser
+        .until(
+            "the deployment in the list",
+            &format!("return !!document.querySelector('tr[data-id=\"{id}\"]')"),
+            |v| v == true,
+        )
+        .await;
+    let hash = browser.script("return location.hash").await;
+    assert!(!hash.as_str().unwrap().contains(TOKEN), "{hash}");
+    // The chart grows as checks arrive.
+    let first = browser
+        .until(
+            "two checks on the chart",
+            "return Number(document.getElementById('chart').dataset.points)",
+            |v| v.as_u64() >= Some(2),
+        )
+        .await
+        .as_u64()
+        .unwrap();
+    browser
+        .until(
+            "the chart update",
+            "return Number(document.getElementById('chart').dataset.points)",
+            |v| v.as_u64() > Some(first),
+        )
+        .await;
+    let weight = browser
+        .script("return document.querySelector('#chart path.weight').getAttribute('d')")
+        .await;
+    assert!(
+        weight.as_str().unwrap().contains('V'),
+        "a weight line: {weight}"
+    );
+    browser
+        .until("50% and step 1/2", "return document.getElementById('weight').textContent + ' ' + document.getElementById('step').textContent", |v| v == "50% 1/2")
+        .await;
+    // FLEDGE_DASHBOARD_SCREENSHOT=page.png keeps a picture of the page, for a person to look at.
+    if let Some(path) = std::env::var_os("FLEDGE_DASHBOARD_SCREENSHOT") {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        browser
+            .session(
+                reqwest::Method::POST,
+                "/window/rect",
+                Some(json!({"width": 1400, "height": 1100})),
+            )
+            .await;
+        let png = browser
+            .session(reqwest::Method::GET, "/screenshot", None)
+            .await;
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    // Abort, confirming the dialog.
+    browser.click("#abort").await;
+    browser
+        .session(reqwest::Method::POST, "/alert/accept", Some(json!({})))
+        .await;
+    let d = w.finished(&id, Duration::from_secs(30)).await;
+    assert_eq!(d["outcome"], "aborted", "{d}");
+    assert_eq!(w.alias("f", "live").await, ("1".into(), None));
+    browser
+        .until(
+            "the aborted state",
+            "return document.getElementById('state').textContent",
+            |v| v == "aborted",
+        )
+        .await;
+    browser
+        .until(
+            "the buttons disabled",
+            "return document.getElementById('abort').disabled",
+            |v| v == true,
+        )
+        .await;
+    browser.session(reqwest::Method::DELETE, "", None).await;
+}
