@@ -41,6 +41,8 @@ pub struct Plan {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
     pub json: bool,
+    /// Notification sinks, for `fledge serve`.
+    pub notify: Vec<String>,
 }
 
 fn invalid(message: String) -> Failure {
@@ -262,11 +264,18 @@ pub fn resolve(mut a: DeployArgs) -> Result<Plan, Failure> {
         endpoint_url: a.endpoint_url,
         region: a.region,
         json: a.json,
+        notify: a.notify,
     })
 }
 
 pub fn run(args: DeployArgs) -> Result<ExitCode, Failure> {
     let plan = resolve(args)?;
+    if !plan.notify.is_empty() {
+        eprintln!(
+            "note: notifications ({}) are sent by fledge serve; fledge deploy prints its events instead",
+            plan.notify.join(", ")
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure {
         code: 3,
         error: e.into(),

@@ -273,6 +273,7 @@ async fn release(aws: &Aws, vars: &[(&str, &str)]) -> Result<fledge_engine::Summ
         endpoint_url: aws.endpoint.clone(),
         region: None,
         json: false,
+        notify: Vec::new(),
     };
     let mut renderer = Renderer::new(false);
     let summary = execute(aws, plan, &mut renderer, false).await?;

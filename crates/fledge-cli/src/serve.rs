@@ -55,8 +55,8 @@ pub fn resolver(endpoint_url: Option<String>, region: Option<String>) -> Resolve
         if a.region.is_none() {
             a.region.clone_from(&region);
         }
-        let sinks = parse_sinks(&a.notify)?;
         let plan = resolve(a).map_err(message)?;
+        let sinks = parse_sinks(&plan.notify)?;
         let (target, publish) = match plan.target {
             Target::Version(v) => (v, false),
             Target::Publish => (0, true),

@@ -1,6 +1,8 @@
 //! Functions, versions, aliases and their code, with Lambda's rules, persisted under the
-//! data directory (`state.json` and `code/`). Every mutation is written to disk before it is
-//! answered, atomically (write, then rename).
+//! data directory (`functions/<name>.json` and `code/`). Every mutation is written to disk
+//! before it is answered, atomically (write, then rename), and touches only its function's
+//! file, so a platform with thousands of aliases writes no more per change than one with
+//! a few. (A `state.json` from earlier versions is read once and split.)
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
@@ -127,6 +129,15 @@ struct State {
     functions: BTreeMap<String, Function>,
 }
 
+/// Writes one function's file atomically (write, then rename). Function names are
+/// `[A-Za-z0-9_-]+`, so they are safe file names.
+fn save_function(files: &Path, name: &str, function: &Function) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(function).expect("a function serialises");
+    let tmp = files.join(format!("{name}.json.tmp"));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, files.join(format!("{name}.json"))))
+}
+
 /// What CreateFunction asks for, already read from the request.
 #[derive(Debug, Default)]
 pub struct NewFunction {
@@ -168,17 +179,35 @@ impl Store {
     /// Opens (or creates) the store under `dir`.
     pub fn open(dir: &Path, region: &str, account: &str) -> std::io::Result<Store> {
         std::fs::create_dir_all(dir.join("code"))?;
-        let path = dir.join("state.json");
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::other(format!(
-                    "{} is not a fledge local state file: {e}",
-                    path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(e),
+        let files = dir.join("functions");
+        let legacy = dir.join("state.json");
+        let not_state = |path: &Path, e: serde_json::Error| {
+            std::io::Error::other(format!(
+                "{} is not a fledge local state file: {e}",
+                path.display()
+            ))
         };
+        let mut state = State::default();
+        if !files.exists() && legacy.exists() {
+            let bytes = std::fs::read(&legacy)?;
+            state = serde_json::from_slice(&bytes).map_err(|e| not_state(&legacy, e))?;
+            std::fs::create_dir_all(&files)?;
+            for (name, function) in &state.functions {
+                save_function(&files, name, function)?;
+            }
+            std::fs::rename(&legacy, dir.join("state.json.split"))?;
+        }
+        std::fs::create_dir_all(&files)?;
+        for entry in std::fs::read_dir(&files)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Some(name) = path.file_stem().and_then(|s| s.to_str())
+            {
+                let bytes = std::fs::read(&path)?;
+                let function = serde_json::from_slice(&bytes).map_err(|e| not_state(&path, e))?;
+                state.functions.insert(name.to_owned(), function);
+            }
+        }
         Ok(Store {
             dir: dir.to_path_buf(),
             region: region.into(),
@@ -213,28 +242,43 @@ impl Store {
         f(&self.state.read().expect("store lock").functions)
     }
 
-    /// Changes under the lock and persists before answering; nothing is kept if `f` fails.
+    /// Changes function `name` under the lock and persists it before answering; nothing is
+    /// kept if `f` fails. `f` sees a map holding that function alone (or nothing, if it does
+    /// not exist yet), and may insert or remove it.
     fn write<T>(
         &self,
+        name: &str,
         f: impl FnOnce(&mut BTreeMap<String, Function>) -> Result<T, LambdaError>,
     ) -> Result<T, LambdaError> {
         let mut guard = self.state.write().expect("store lock");
-        let mut draft = guard.functions.clone();
+        let mut draft: BTreeMap<String, Function> = guard
+            .functions
+            .get(name)
+            .map(|function| (name.to_owned(), function.clone()))
+            .into_iter()
+            .collect();
         let out = f(&mut draft)?;
-        let bytes = serde_json::to_vec_pretty(&State {
-            functions: draft.clone(),
-        })
-        .expect("state serialises");
-        let tmp = self.dir.join("state.json.tmp");
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, self.dir.join("state.json")))
-            .map_err(|e| {
-                LambdaError::new(
-                    fledge_core::lambda::ErrorType::Service,
-                    format!("fledge local could not save its state: {e}"),
-                )
-            })?;
-        guard.functions = draft;
+        debug_assert!(
+            draft.keys().all(|k| k == name),
+            "a write touches one function"
+        );
+        let files = self.dir.join("functions");
+        let saved = match draft.remove(name) {
+            Some(function) => save_function(&files, name, &function).map(|()| Some(function)),
+            None => match std::fs::remove_file(files.join(format!("{name}.json"))) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(None),
+            },
+        };
+        match saved.map_err(|e| {
+            LambdaError::new(
+                fledge_core::lambda::ErrorType::Service,
+                format!("fledge local could not save its state: {e}"),
+            )
+        })? {
+            Some(function) => guard.functions.insert(name.to_owned(), function),
+            None => guard.functions.remove(name),
+        };
         Ok(out)
     }
 
@@ -314,7 +358,7 @@ impl Store {
             revision_id: uuid(),
             last_modified: lambda_timestamp(now),
         });
-        self.write(|functions| {
+        self.write(&name, |functions| {
             if functions.contains_key(&name) {
                 return Err(LambdaError::new(
                     fledge_core::lambda::ErrorType::ResourceConflict,
@@ -340,7 +384,7 @@ impl Store {
     }
 
     pub fn delete_function(&self, name: &str, qualifier: Option<&str>) -> Result<(), LambdaError> {
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions.get_mut(name).ok_or_else(|| self.not_found(name, None))?;
             match qualifier {
                 None => {
@@ -382,7 +426,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<Arc<FunctionVersion>, LambdaError> {
         let (code_sha256, code_size, code_id) = self.store_code(&zip)?;
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
@@ -422,7 +466,7 @@ impl Store {
         if let Some(env) = &change.environment {
             check_environment(env)?;
         }
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
@@ -469,7 +513,7 @@ impl Store {
         description: Option<String>,
         revision_id: Option<&str>,
     ) -> Result<Arc<FunctionVersion>, LambdaError> {
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
@@ -478,7 +522,7 @@ impl Store {
     }
 
     pub fn set_concurrency(&self, name: &str, reserved: Option<u32>) -> Result<(), LambdaError> {
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
@@ -497,7 +541,7 @@ impl Store {
         description: Option<String>,
     ) -> Result<Alias, LambdaError> {
         let routing = request.resolve(None)?;
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
@@ -530,7 +574,7 @@ impl Store {
         description: Option<String>,
         revision_id: Option<&str>,
     ) -> Result<Alias, LambdaError> {
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
@@ -561,7 +605,7 @@ impl Store {
         alias: &str,
         mode: RoutingMode,
     ) -> Result<Alias, LambdaError> {
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
@@ -575,7 +619,7 @@ impl Store {
     }
 
     pub fn delete_alias(&self, name: &str, alias: &str) -> Result<(), LambdaError> {
-        self.write(|functions| {
+        self.write(name, |functions| {
             let function = functions
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
@@ -856,6 +900,39 @@ mod tests {
         drop(store);
         let reopened = Store::open(&dir, "us-east-1", "000000000000").unwrap();
         assert_eq!(reopened.read(|f| f["f"].versions.len()), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A data directory from before the split (one state.json) opens with its functions, and
+    /// a deleted function's file goes with it.
+    #[test]
+    fn an_old_state_file_is_split_and_deletes_remove_files() {
+        let dir = temp_dir();
+        let store = Store::open(&dir, "us-east-1", "000000000000").unwrap();
+        let zip = zip_with(&[("bootstrap", b"#!/bin/sh\n", 0o755)]);
+        store
+            .create_function(new_function("f", zip.clone()))
+            .unwrap();
+        store.create_function(new_function("g", zip)).unwrap();
+        let functions = store.read(|f| f.clone());
+        drop(store);
+        std::fs::remove_dir_all(dir.join("functions")).unwrap();
+        std::fs::write(
+            dir.join("state.json"),
+            serde_json::to_vec(&State { functions }).unwrap(),
+        )
+        .unwrap();
+        let store = Store::open(&dir, "us-east-1", "000000000000").unwrap();
+        assert_eq!(
+            store.read(|f| f.keys().cloned().collect::<Vec<_>>()),
+            ["f", "g"]
+        );
+        assert!(dir.join("functions/g.json").exists() && !dir.join("state.json").exists());
+        store.delete_function("g", None).unwrap();
+        assert!(!dir.join("functions/g.json").exists());
+        drop(store);
+        let store = Store::open(&dir, "us-east-1", "000000000000").unwrap();
+        assert_eq!(store.read(|f| f.keys().cloned().collect::<Vec<_>>()), ["f"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
