@@ -22,6 +22,8 @@ use fledge_core::rollout::{ApiFailure, FailureKind};
 pub struct Aws {
     pub lambda: aws_sdk_lambda::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// For notifications to SNS topics.
+    pub sns: aws_sdk_sns::Client,
     /// Set when talking to a compatible endpoint rather than AWS.
     pub endpoint: Option<String>,
 }
@@ -76,8 +78,28 @@ impl Aws {
         Aws {
             lambda: aws_sdk_lambda::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
             endpoint: endpoint.map(String::from),
         }
+    }
+
+    /// Publishes a message to an SNS topic; its MessageId.
+    pub async fn publish(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<String, ApiFailure> {
+        let out = self
+            .sns
+            .publish()
+            .topic_arn(topic_arn)
+            .subject(subject)
+            .message(message)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
     }
 
     /// Reads an alias: its routing and RevisionId.

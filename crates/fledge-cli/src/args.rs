@@ -76,7 +76,8 @@ pub struct ServeArgs {
     /// The bearer token clients must send; generated and printed when absent.
     #[arg(long, env = "FLEDGE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Notify about every deployment here: webhook:URL or command:CMD (repeatable).
+    /// Notify about every deployment here: webhook:URL, command:CMD or sns:TOPIC_ARN
+    /// (repeatable).
     #[arg(long, value_name = "SINK")]
     pub notify: Vec<String>,
     /// Retries of a failed notification (1 s, 2 s, 4 s, … apart) before it is recorded as
@@ -321,8 +322,8 @@ pub struct DeployArgs {
     /// A function invoked once all traffic is on the new version; a failure rolls back.
     #[arg(long)]
     pub post_traffic_hook: Option<String>,
-    /// Where `fledge serve` notifies about this deployment: webhook:URL or command:CMD
-    /// (repeatable). `fledge deploy` prints its events instead.
+    /// Where `fledge serve` notifies about this deployment: webhook:URL, command:CMD or
+    /// sns:TOPIC_ARN (repeatable). `fledge deploy` prints its events instead.
     #[arg(long, value_name = "SINK")]
     pub notify: Vec<String>,
 }

@@ -27,7 +27,7 @@ pub struct DeploymentFile {
     #[serde(default)]
     hooks: Hooks,
     /// Where `fledge serve` sends this deployment's notifications: `webhook:URL` (or a bare
-    /// URL) and `command:CMD`.
+    /// URL), `command:CMD` and `sns:TOPIC_ARN`.
     notify: Option<Vec<String>>,
 }
 

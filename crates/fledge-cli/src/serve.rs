@@ -127,6 +127,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
             token: token.clone(),
             sinks,
             notify_attempts: args.notify_retries.saturating_add(1),
+            sns_endpoint: args.endpoint_url.clone(),
             resolver: resolver(args.endpoint_url, args.region),
         };
         let server = fledge_server::start(config)

@@ -293,7 +293,26 @@ async fn the_api_creates_steers_and_reports_deployments() {
         notes.display(),
         notes.display()
     );
-    w.start_server(&["--notify", &sink]);
+    // An SNS topic on fledge local (query protocol, as the AWS CLI would create it).
+    let created = w
+        .http
+        .post(&w.endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Action=CreateTopic&Version=2010-03-31&Name=releases")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let topic = created
+        .split("<TopicArn>")
+        .nth(1)
+        .and_then(|t| t.split("</TopicArn>").next())
+        .unwrap_or_else(|| panic!("no TopicArn in {created}"))
+        .to_owned();
+    let sns = format!("sns:{topic}");
+    w.start_server(&["--notify", &sink, "--notify", &sns]);
 
     // No token, wrong token.
     let anonymous = w
@@ -491,6 +510,29 @@ async fn the_api_creates_steers_and_reports_deployments() {
         end["text"].as_str().unwrap().contains("finished promoted"),
         "{end}"
     );
+    // And the same went to the SNS topic, through the SDK.
+    let published: Value = serde_json::from_str(
+        &w.http
+            .get(format!(
+                "{}/_fledge/sns/messages?topic=releases",
+                w.endpoint
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let published = published["messages"].as_array().unwrap();
+    assert_eq!(published.len(), messages.len(), "{published:?}");
+    let end = published
+        .iter()
+        .find(|m| m["subject"] == format!("fledge {id}: finished"))
+        .expect("the end was published");
+    let body: Value = serde_json::from_str(end["message"].as_str().unwrap()).unwrap();
+    assert_eq!(body["record"]["outcome"], "promoted");
 
     // Prometheus metrics.
     let metrics = w

@@ -22,11 +22,30 @@ pub enum Sink {
     Webhook { url: String },
     /// Run with `sh -c`, the notification as JSON on stdin; exit status 0 is a delivery.
     Command { command: String },
+    /// Publish to an SNS topic through the SDK: the `text` as the subject's source, the JSON
+    /// as the message.
+    Sns { topic_arn: String },
 }
 
 impl Sink {
-    /// Reads `webhook:URL` or `command:CMD`; a bare `http(s)://` URL is a webhook.
+    /// Reads `webhook:URL`, `command:CMD` or `sns:TOPIC_ARN`; a bare `http(s)://` URL is a
+    /// webhook and a bare `arn:…:sns:…` a topic.
     pub fn parse(text: &str) -> Result<Sink, String> {
+        if let Some(arn) = text.strip_prefix("sns:").or(text
+            .starts_with("arn:")
+            .then_some(text)
+            .filter(|t| t.split(':').nth(2) == Some("sns")))
+        {
+            let parts: Vec<&str> = arn.split(':').collect();
+            if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty() {
+                return Err(format!(
+                    "notification sink '{text}': '{arn}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)"
+                ));
+            }
+            return Ok(Sink::Sns {
+                topic_arn: arn.into(),
+            });
+        }
         if let Some(url) = text.strip_prefix("webhook:") {
             return Ok(Sink::Webhook { url: url.into() });
         }
@@ -39,7 +58,7 @@ impl Sink {
             return Ok(Sink::Webhook { url: text.into() });
         }
         Err(format!(
-            "notification sink '{text}' is not understood; give webhook:URL (or a bare http(s) URL) or command:CMD"
+            "notification sink '{text}' is not understood; give webhook:URL (or a bare http(s) URL), command:CMD or sns:TOPIC_ARN"
         ))
     }
 }
@@ -94,9 +113,62 @@ pub fn message(row: &NotificationRow) -> Value {
     })
 }
 
-async fn deliver(client: &reqwest::Client, row: &NotificationRow) -> Result<(), String> {
+/// SNS clients, one per region named in topic ARNs, against one endpoint (fledge local's,
+/// or AWS when none).
+pub struct SnsClients {
+    endpoint: Option<String>,
+    clients: tokio::sync::Mutex<std::collections::HashMap<String, fledge_aws::Aws>>,
+}
+
+impl SnsClients {
+    pub fn new(endpoint: Option<String>) -> SnsClients {
+        SnsClients {
+            endpoint,
+            clients: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    async fn client(&self, region: &str) -> fledge_aws::Aws {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(region) {
+            return c.clone();
+        }
+        let aws = fledge_aws::Aws::connect(self.endpoint.as_deref(), Some(region)).await;
+        clients.insert(region.to_owned(), aws.clone());
+        aws
+    }
+}
+
+async fn deliver(
+    client: &reqwest::Client,
+    sns: &SnsClients,
+    row: &NotificationRow,
+) -> Result<(), String> {
     let body = message(row);
     match &row.sink {
+        Sink::Sns { topic_arn } => {
+            let region = topic_arn.split(':').nth(3).unwrap_or_default();
+            let aws = sns.client(region).await;
+            // SNS subjects are ASCII, at most 100 characters, without control characters.
+            let subject: String = format!(
+                "fledge {}: {}",
+                row.deployment_id,
+                body["event"].as_str().unwrap_or_default()
+            )
+            .chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .take(100)
+            .collect();
+            let text = body.to_string();
+            let publish = aws.publish(topic_arn, &subject, &text);
+            match tokio::time::timeout(DELIVERY_TIMEOUT, publish).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("SNS Publish to {topic_arn}: {}", e.message)),
+                Err(_) => Err(format!(
+                    "SNS Publish to {topic_arn} took longer than {DELIVERY_TIMEOUT:?}"
+                )),
+            }
+        }
         Sink::Webhook { url } => {
             let answer = client
                 .post(url)
@@ -154,8 +226,9 @@ async fn deliver(client: &reqwest::Client, row: &NotificationRow) -> Result<(), 
 
 /// Delivers the store's outbox until the process ends, trying each notification up to
 /// `attempts` times.
-pub async fn run(store: Store, attempts: u32) {
+pub async fn run(store: Store, attempts: u32, sns: SnsClients) {
     let attempts = attempts.max(1);
+    let sns = std::sync::Arc::new(sns);
     let wake = store.queued();
     let client = reqwest::Client::new();
     loop {
@@ -168,9 +241,9 @@ pub async fn run(store: Store, attempts: u32) {
         };
         let mut tasks = tokio::task::JoinSet::new();
         for row in due {
-            let (client, store) = (client.clone(), store.clone());
+            let (client, store, sns) = (client.clone(), store.clone(), sns.clone());
             tasks.spawn(async move {
-                let result = deliver(&client, &row).await;
+                let result = deliver(&client, &sns, &row).await;
                 let attempt = row.attempts + 1;
                 let retry_at = match &result {
                     Err(e) if attempt < attempts => {
@@ -232,6 +305,14 @@ mod tests {
                 command: "cat > /tmp/x".into()
             }
         );
+        assert_eq!(
+            Sink::parse("arn:aws:sns:eu-west-1:123456789012:releases").unwrap(),
+            Sink::Sns {
+                topic_arn: "arn:aws:sns:eu-west-1:123456789012:releases".into()
+            }
+        );
+        let e = Sink::parse("sns:releases").unwrap_err();
+        assert!(e.contains("not an SNS topic ARN"), "{e}");
         let e = Sink::parse("smtp:ops@example").unwrap_err();
         assert!(
             e.contains("smtp:ops@example") && e.contains("webhook:URL"),

@@ -15,6 +15,7 @@
 //! - [`cloudwatch`]: GetMetricData, GetMetricStatistics and metric alarms, over RPC v2
 //!   CBOR (the Rust SDK) and AWS JSON 1.0 (the AWS CLI, boto3).
 //! - [`faults`]: injected failures of control operations, for rehearsals.
+//! - [`sns`]: SNS topics and Publish (the query protocol), to rehearse notifications.
 //! - [`server`]: the router that puts it together, and [`Platform`] to run it.
 
 pub mod cloudwatch;
@@ -26,6 +27,7 @@ pub mod routing;
 pub mod sandbox;
 pub mod scale;
 pub mod server;
+pub mod sns;
 pub mod store;
 mod wire;
 

@@ -29,6 +29,7 @@ use crate::faults::{Fault, Faults};
 use crate::invoke::{self, Pools};
 use crate::metrics::Metrics;
 use crate::routing::{Router as AliasRouter, RoutingMode};
+use crate::sns::Sns;
 use crate::store::Store;
 use crate::{control, wire::ApiError};
 
@@ -72,6 +73,7 @@ pub struct Platform {
     pub metrics: Metrics,
     pub alarms: Alarms,
     pub faults: Faults,
+    pub sns: Sns,
     endpoint: OnceLock<String>,
 }
 
@@ -80,7 +82,9 @@ impl Platform {
     pub fn open(config: PlatformConfig) -> std::io::Result<Platform> {
         let store = Store::open(&config.data_dir, &config.region, &config.account)?;
         let alarms = Alarms::open(&config.data_dir)?;
+        let sns = Sns::open(&config.data_dir, &config.region, &config.account)?;
         Ok(Platform {
+            sns,
             router: AliasRouter::new(config.seed),
             faults: Faults::new(config.seed ^ 0xfa17),
             metrics: Metrics::new(config.metrics_retention.as_secs() as i64),
@@ -217,7 +221,8 @@ fn router(platform: Arc<Platform>) -> Router {
             "/service/GraniteServiceVersion20100801/operation/{op}",
             post(cloudwatch::cbor),
         )
-        .route("/", post(cloudwatch::json_rpc))
+        .route("/", post(root))
+        .route("/_fledge/sns/messages", get(sns_messages))
         .route(
             "/_fledge/health",
             get(|| async { Json(json!({"status": "ok"})) }),
@@ -234,6 +239,37 @@ fn router(platform: Arc<Platform>) -> Router {
         .route("/{*rest}", any(control::unsupported))
         .layer(axum::extract::DefaultBodyLimit::max(70 * 1024 * 1024))
         .with_state(platform)
+}
+
+/// `POST /` carries CloudWatch's AWS JSON 1.0 (with X-Amz-Target) and SNS's query protocol
+/// (a form-encoded body).
+async fn root(
+    State(p): State<Arc<Platform>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form && !headers.contains_key("x-amz-target") {
+        p.sns.handle(&body)
+    } else {
+        cloudwatch::json_rpc(State(p), headers, body).await
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TopicQuery {
+    topic: Option<String>,
+}
+
+/// What was published to SNS topics here (`?topic=NAME|ARN` for one).
+async fn sns_messages(
+    State(p): State<Arc<Platform>>,
+    axum::extract::Query(q): axum::extract::Query<TopicQuery>,
+) -> Json<serde_json::Value> {
+    Json(json!({ "messages": p.sns.messages(q.topic.as_deref()) }))
 }
 
 async fn set_routing(

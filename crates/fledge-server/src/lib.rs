@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub sinks: Vec<Sink>,
     /// How often a notification is tried before it is recorded as failed.
     pub notify_attempts: u32,
+    /// Where SNS notifications are published (fledge local's endpoint; `None` for AWS).
+    pub sns_endpoint: Option<String>,
     pub resolver: Resolver,
 }
 
@@ -61,7 +63,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, String> {
     let store = Store::open(&config.db).map_err(|e| e.to_string())?;
     let manager = Manager::new(store.clone(), config.resolver, config.sinks);
     let recovered = manager.recover().await.map_err(|e| e.to_string())?;
-    tokio::spawn(fledge_engine::notify::run(store, config.notify_attempts));
+    tokio::spawn(fledge_engine::notify::run(
+        store,
+        config.notify_attempts,
+        fledge_engine::notify::SnsClients::new(config.sns_endpoint),
+    ));
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| format!("could not listen on {}: {e}", config.addr))?;
