@@ -9,13 +9,12 @@
 //! resumed is measured. Reported: the server's resident memory (now and peak), its CPU, the
 //! checks committed per second, and the gaps between one deployment's checks.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{FunctionCode, Runtime};
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{create_sample, lambda_client, spawn_until};
 
 const TOKEN: &str = "bench";
 const ALIASES_PER_FUNCTION: usize = 100;
@@ -29,22 +28,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// Starts `fledge …` and returns it once it printed `marker`, with the rest of that line.
 fn start(args: &[&str], marker: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fledge"))
-        .args(args)
-        .env("FLEDGE_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let rest = loop {
-        let line = lines.next().expect("exited before starting").unwrap();
-        if let Some(i) = line.find(marker) {
-            break line[i + marker.len()..].to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, rest)
+    spawn_until(args, &[("FLEDGE_LOG", "error")], marker)
 }
 
 /// (resident KiB, peak resident KiB, CPU seconds) of a process.
@@ -79,24 +63,6 @@ fn usage(pid: u32) -> (u64, u64, f64) {
     )
 }
 
-fn package() -> Vec<u8> {
-    use std::io::Write;
-    let script = format!(
-        "#!/bin/sh\nexec '{}' sample-function\n",
-        env!("CARGO_BIN_EXE_fledge")
-    );
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut w = zip::ZipWriter::new(&mut out);
-    w.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    w.write_all(script.as_bytes()).unwrap();
-    w.finish().unwrap();
-    out.into_inner()
-}
-
 /// One number from the server's database (read-only, beside the running server: WAL
 /// lets a reader in).
 fn sql_count(db: &std::path::Path, query: &str) -> u64 {
@@ -126,33 +92,12 @@ async fn main() {
         "serving the Lambda and CloudWatch APIs on ",
     );
     let endpoint = endpoint.trim().to_owned();
-    let lambda = aws_sdk_lambda::Client::from_conf(
-        aws_sdk_lambda::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("b", "b", None, None, "bench"))
-            .build(),
-    );
+    let lambda = lambda_client(&endpoint);
     let functions = n.div_ceil(ALIASES_PER_FUNCTION);
     let t = Instant::now();
     for f in 0..functions {
         let name = format!("f{f}");
-        lambda
-            .create_function()
-            .function_name(&name)
-            .runtime(Runtime::Providedal2023)
-            .handler("bootstrap")
-            .role("arn:aws:iam::123456789012:role/b")
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(package()))
-                    .build(),
-            )
-            .publish(true)
-            .send()
-            .await
-            .unwrap();
+        create_sample(&lambda, &name, &[]).await;
         lambda
             .update_function_configuration()
             .function_name(&name)

@@ -45,6 +45,22 @@ pub struct Plan {
     pub notify: Vec<String>,
 }
 
+impl Plan {
+    /// The core's spec for releasing `target`.
+    pub fn spec(&self, target: u64) -> DeploymentSpec {
+        DeploymentSpec {
+            function: self.function.clone(),
+            alias: self.alias.clone(),
+            target,
+            schedule: self.schedule.clone(),
+            analysis: self.analysis.clone(),
+            checks: self.checks.clone(),
+            hooks: self.hooks.clone(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
 fn invalid(message: String) -> Failure {
     Failure::invalid(anyhow!(message))
 }
@@ -326,16 +342,7 @@ pub async fn execute(
                 error: anyhow!("could not publish {}: {}", plan.function, e.message),
             })?,
     };
-    let spec = DeploymentSpec {
-        function: plan.function.clone(),
-        alias: plan.alias.clone(),
-        target,
-        schedule: plan.schedule,
-        analysis: plan.analysis,
-        checks: plan.checks,
-        hooks: plan.hooks,
-        retry: RetryPolicy::default(),
-    };
+    let spec = plan.spec(target);
     let id = format!(
         "{}-{}-v{target}-{}",
         plan.function,

@@ -29,16 +29,7 @@ pub fn run(args: LocalArgs) -> Result<ExitCode, Failure> {
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLEDGE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Runtime::new()
-        .context("could not start the async runtime")
-        .map_err(|e| Failure { code: 3, error: e })?;
+    let runtime = crate::service_runtime()?;
     runtime.block_on(async move {
         let running = Platform::start(config, addr)
             .await

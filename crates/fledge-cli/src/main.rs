@@ -40,6 +40,22 @@ impl Failure {
     }
 }
 
+/// For the long-running commands (`local`, `serve`): logs to stderr (FLEDGE_LOG sets the
+/// filter, `info` by default) and a multi-threaded runtime.
+pub fn service_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLEDGE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Runtime::new().map_err(|e| Failure {
+        code: 3,
+        error: anyhow::anyhow!("could not start the async runtime: {e}"),
+    })
+}
+
 /// Runs the sample function in this process (the packages quickstart makes exec this).
 fn sample_function() -> Result<ExitCode, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
-use fledge_core::rollout::{DeploymentSpec, RetryPolicy};
 use fledge_engine::notify::Sink;
 use fledge_server::{CreateRequest, Resolved, Resolver, ServerConfig};
 use serde_json::Value;
@@ -62,16 +61,7 @@ pub fn resolver(endpoint_url: Option<String>, region: Option<String>) -> Resolve
             Target::Publish => (0, true),
         };
         Ok(Resolved {
-            spec: DeploymentSpec {
-                function: plan.function,
-                alias: plan.alias,
-                target,
-                schedule: plan.schedule,
-                analysis: plan.analysis,
-                checks: plan.checks,
-                hooks: plan.hooks,
-                retry: RetryPolicy::default(),
-            },
+            spec: plan.spec(target),
             publish,
             checks: plan.evidence,
             endpoint_url: plan.endpoint_url,
@@ -109,16 +99,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         Some(t) => (t, false),
         None => (generate_token()?, true),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLEDGE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Runtime::new()
-        .context("could not start the async runtime")
-        .map_err(|e| Failure { code: 3, error: e })?;
+    let runtime = crate::service_runtime()?;
     let db = args.db.clone();
     runtime.block_on(async move {
         let config = ServerConfig {

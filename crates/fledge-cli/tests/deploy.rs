@@ -1,16 +1,17 @@
 //! `fledge deploy` as a user runs it, against fledge local with real function processes and
 //! steady user traffic on the alias.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{AliasRoutingConfiguration, Environment, FunctionCode, Runtime};
+use aws_sdk_lambda::types::{AliasRoutingConfiguration, FunctionCode, Runtime};
 use fledge_local::{Platform, PlatformConfig, RunningPlatform};
 use serde_json::Value;
+use support::{create_sample, env, lambda_client, package, temp_dir};
 
 struct World {
     platform: Option<RunningPlatform>,
@@ -37,57 +38,16 @@ impl Drop for World {
     }
 }
 
-fn package() -> Vec<u8> {
-    let script = format!(
-        "#!/bin/sh\nexec '{}' sample-function\n",
-        env!("CARGO_BIN_EXE_fledge")
-    );
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut w = zip::ZipWriter::new(&mut out);
-    w.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    w.write_all(script.as_bytes()).unwrap();
-    w.finish().unwrap();
-    out.into_inner()
-}
-
-fn env(pairs: &[(&str, &str)]) -> Environment {
-    Environment::builder()
-        .set_variables(Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
-        .build()
-}
-
 impl World {
     async fn new(tag: &str) -> World {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "fledge-deploy-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir = temp_dir(&format!("deploy-{tag}"));
         let platform = Platform::start(PlatformConfig::new(&dir), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let endpoint = platform.endpoint();
-        let conf = aws_sdk_lambda::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("t", "t", None, None, "tests"))
-            .build();
         World {
             platform: Some(platform),
-            lambda: aws_sdk_lambda::Client::from_conf(conf),
+            lambda: lambda_client(&endpoint),
             endpoint,
             dir,
         }
@@ -95,22 +55,7 @@ impl World {
 
     /// `f` with version 1 (0.1% errors) behind `live`, and version 2 with `v2_env`.
     async fn function(&self, v2_env: &[(&str, &str)]) {
-        self.lambda
-            .create_function()
-            .function_name("f")
-            .runtime(Runtime::Providedal2023)
-            .handler("bootstrap")
-            .role("arn:aws:iam::123456789012:role/t")
-            .environment(env(&[("SAMPLE_ERROR_RATE", "0.001")]))
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(package()))
-                    .build(),
-            )
-            .publish(true)
-            .send()
-            .await
-            .unwrap();
+        create_sample(&self.lambda, "f", &[("SAMPLE_ERROR_RATE", "0.001")]).await;
         self.lambda
             .create_alias()
             .function_name("f")

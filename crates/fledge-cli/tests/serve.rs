@@ -1,15 +1,14 @@
 //! `fledge serve` as a user runs it: the real binary, its HTTP API and CLI verbs, against
 //! fledge local with real function processes; killed with SIGKILL and started again.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
 use fledge_local::{Platform, PlatformConfig, RunningPlatform};
 use serde_json::{Value, json};
+use support::{create_sample, env, get_text, lambda_client, spawn_until, temp_dir};
 
 const TOKEN: &str = "test-token-3f9a";
 
@@ -38,42 +37,9 @@ impl Drop for World {
     }
 }
 
-fn package() -> Vec<u8> {
-    let script = format!(
-        "#!/bin/sh\nexec '{}' sample-function\n",
-        env!("CARGO_BIN_EXE_fledge")
-    );
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut w = zip::ZipWriter::new(&mut out);
-    w.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    w.write_all(script.as_bytes()).unwrap();
-    w.finish().unwrap();
-    out.into_inner()
-}
-
-fn env(pairs: &[(&str, &str)]) -> Environment {
-    Environment::builder()
-        .set_variables(Some(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
-        .build()
-}
-
 impl World {
     async fn new(tag: &str) -> World {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("fledge-serve-{tag}-{}-{nanos}", std::process::id()));
+        let dir = temp_dir(&format!("serve-{tag}"));
         let platform = Platform::start(
             PlatformConfig::new(dir.join("local")),
             "127.0.0.1:0".parse().unwrap(),
@@ -81,15 +47,9 @@ impl World {
         .await
         .unwrap();
         let endpoint = platform.endpoint();
-        let conf = aws_sdk_lambda::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("t", "t", None, None, "tests"))
-            .build();
         World {
             platform: Some(platform),
-            lambda: aws_sdk_lambda::Client::from_conf(conf),
+            lambda: lambda_client(&endpoint),
             endpoint,
             dir,
             server: None,
@@ -100,22 +60,7 @@ impl World {
     /// Function `name` with version 1 (healthy) behind each of `aliases`, and version 2
     /// failing `v2_error_rate` of its invocations.
     async fn function(&self, name: &str, aliases: &[String], v2_error_rate: f64) {
-        self.lambda
-            .create_function()
-            .function_name(name)
-            .runtime(Runtime::Providedal2023)
-            .handler("bootstrap")
-            .role("arn:aws:iam::123456789012:role/t")
-            .environment(env(&[("SAMPLE_ERROR_RATE", "0")]))
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(package()))
-                    .build(),
-            )
-            .publish(true)
-            .send()
-            .await
-            .unwrap();
+        create_sample(&self.lambda, name, &[("SAMPLE_ERROR_RATE", "0")]).await;
         for alias in aliases {
             self.lambda
                 .create_alias()
@@ -150,29 +95,21 @@ impl World {
 
     /// Starts `fledge serve` on a free port and waits until it listens.
     fn start_server(&mut self, extra: &[&str]) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fledge"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--token", TOKEN])
-            .arg("--db")
-            .arg(self.db())
-            .args(["--endpoint-url", &self.endpoint])
-            .args(extra)
-            .env("FLEDGE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("fledge serve exited before listening")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("fledge serve: listening on ") {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep reading so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let db = self.db();
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--token", TOKEN];
+        args.extend([
+            "--db",
+            db.to_str().unwrap(),
+            "--endpoint-url",
+            &self.endpoint,
+        ]);
+        args.extend(extra);
+        let (child, rest) = spawn_until(
+            &args,
+            &[("FLEDGE_LOG", "warn")],
+            "fledge serve: listening on ",
+        );
+        let url = rest.split_whitespace().next().unwrap().to_owned();
         self.server = Some(Server { child, url });
     }
 
@@ -512,17 +449,11 @@ async fn the_api_creates_steers_and_reports_deployments() {
     );
     // And the same went to the SNS topic, through the SDK.
     let published: Value = serde_json::from_str(
-        &w.http
-            .get(format!(
-                "{}/_fledge/sns/messages?topic=releases",
-                w.endpoint
-            ))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        &get_text(
+            &w.http,
+            &format!("{}/_fledge/sns/messages?topic=releases", w.endpoint),
+        )
+        .await,
     )
     .unwrap();
     let published = published["messages"].as_array().unwrap();
@@ -535,15 +466,7 @@ async fn the_api_creates_steers_and_reports_deployments() {
     assert_eq!(body["record"]["outcome"], "promoted");
 
     // Prometheus metrics.
-    let metrics = w
-        .http
-        .get(format!("{}/metrics", w.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&w.http, &format!("{}/metrics", w.url())).await;
     assert!(
         metrics.contains("fledge_deployment_outcomes_total{outcome=\"promoted\"} 1"),
         "{metrics}"
@@ -590,15 +513,7 @@ async fn a_failing_notification_is_recorded_and_never_delays_the_rollout() {
             .contains("refused"),
         "{failed:?}"
     );
-    let metrics = w
-        .http
-        .get(format!("{}/metrics", w.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&w.http, &format!("{}/metrics", w.url())).await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("fledge_notification_failures_total "))
@@ -941,17 +856,9 @@ async fn the_openapi_document_describes_the_running_server() {
     w.function("f", &["live".to_owned(), "beta".to_owned()], 0.0)
         .await;
     w.start_server(&["--notify", "command:true"]);
-    let doc: Value = serde_json::from_str(
-        &w.http
-            .get(format!("{}/v1/openapi.json", w.url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let doc: Value =
+        serde_json::from_str(&get_text(&w.http, &format!("{}/v1/openapi.json", w.url())).await)
+            .unwrap();
     let mut called = std::collections::BTreeSet::new();
     let mut errors = Vec::new();
     let mut check = async |method: &str,

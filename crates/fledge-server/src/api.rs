@@ -177,17 +177,19 @@ async fn detail(state: &AppState, row: DeploymentRow) -> Result<Value, Refusal> 
     Ok(v)
 }
 
+/// The deployment `id`, or the answer that it is missing.
+async fn found(state: &AppState, id: &str) -> Result<DeploymentRow, Response> {
+    match state.manager.store.get(id).await {
+        Ok(Some(row)) => Ok(row),
+        Ok(None) => Err(Refusal::NotFound(format!("no deployment {id}")).into_response()),
+        Err(e) => Err(Refusal::Store(e).into_response()),
+    }
+}
+
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let row = match state.manager.store.get(&id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no deployment {id}"),
-            );
-        }
-        Err(e) => return Refusal::Store(e).into_response(),
+    let row = match found(&state, &id).await {
+        Ok(row) => row,
+        Err(answer) => return answer,
     };
     match detail(&state, row).await {
         Ok(v) => Json(v).into_response(),
@@ -206,16 +208,8 @@ async fn events(
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> Response {
-    match state.manager.store.get(&id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no deployment {id}"),
-            );
-        }
-        Err(e) => return Refusal::Store(e).into_response(),
+    if let Err(answer) = found(&state, &id).await {
+        return answer;
     }
     let limit = q.limit.unwrap_or(1000).min(10_000);
     match state
@@ -230,16 +224,8 @@ async fn events(
 }
 
 async fn notifications(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.manager.store.get(&id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no deployment {id}"),
-            );
-        }
-        Err(e) => return Refusal::Store(e).into_response(),
+    if let Err(answer) = found(&state, &id).await {
+        return answer;
     }
     match state.manager.store.notifications(&id).await {
         Ok(rows) => Json(json!({ "notifications": rows })).into_response(),
