@@ -485,15 +485,17 @@ async fn a_failing_notification_is_recorded_and_never_delays_the_rollout() {
         "--notify-retries",
         "1",
     ]);
-    let (status, d) = w
-        .post(
-            "/v1/deployments",
-            Some(json!({"file": file("f", "live", "all-at-once", 20.0)})),
-        )
-        .await;
-    assert_eq!(status, 201, "{d}");
-    let id = d["id"].as_str().unwrap();
-    let d = w.finished(id, Duration::from_secs(30)).await;
+    // Submitted from a file with the CLI, which follows it to the end: the failing sink
+    // does not hold the release up.
+    let path = w.dir.join("release.yaml");
+    std::fs::write(&path, file("f", "live", "all-at-once", 20.0)).unwrap();
+    let out = w.fledge(&["submit", path.to_str().unwrap(), "--watch"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("PROMOTED"), "{stderr}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let id = id.as_str();
+    let d = w.get(&format!("/v1/deployments/{id}")).await;
     assert_eq!(d["outcome"], "promoted", "{d}");
     let deadline = Instant::now() + Duration::from_secs(15);
     let failed = loop {
@@ -1338,4 +1340,67 @@ async fn the_dashboard_charts_a_live_deployment_and_aborts_it() {
         )
         .await;
     browser.session(reqwest::Method::DELETE, "", None).await;
+}
+
+/// The original's JSON input, submitted as it is: the server reads its schedule, and the
+/// CLI steers and follows it; an abort exits 1, as fledge deploy's would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_originals_input_is_submitted_and_aborted_from_the_cli() {
+    let mut w = World::new("seed").await;
+    w.function("f", &["live".to_owned()], 0.0).await;
+    w.start_server(&[]);
+    let path = w.dir.join("input.json");
+    std::fs::write(
+        &path,
+        r#"{"function-name":"f","alias-name":"live","new-version":"2","steps":4,"interval":3600,"type":"linear"}"#,
+    )
+    .unwrap();
+    let out = w.fledge(&["submit", path.to_str().unwrap(), "--name", "from-seed"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let d = w.wait_for(&id, "shifted", |d| d["step"] == 1).await;
+    assert_eq!(
+        (d["steps"].as_u64(), d["weight"].as_f64()),
+        (Some(4), Some(0.25)),
+        "{d}"
+    );
+    let out = w.fledge(&["status", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("step 1/4 at 25%") && text.contains("f:live"),
+        "{text}"
+    );
+    // Submitting the same again under the same name is the same deployment.
+    let again = w.fledge(&["submit", path.to_str().unwrap(), "--name", "from-seed"]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), id);
+    let watcher = {
+        let (url, bin, id) = (w.url(), env!("CARGO_BIN_EXE_fledge"), id.clone());
+        std::thread::spawn(move || {
+            Command::new(bin)
+                .args([
+                    "status", &id, "--watch", "--json", "--server", &url, "--token", TOKEN,
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    assert!(w.fledge(&["abort", &id]).status.success());
+    let watched = watcher.join().unwrap();
+    assert_eq!(watched.status.code(), Some(1));
+    let last: Value = serde_json::from_str(
+        String::from_utf8_lossy(&watched.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["outcome"].as_str()),
+        (Some("summary"), Some("aborted"))
+    );
+    assert_eq!(w.alias("f", "live").await, ("1".into(), None));
 }
