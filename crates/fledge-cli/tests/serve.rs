@@ -714,7 +714,11 @@ async fn a_one_year_deployment_is_steered_through_the_api_across_restarts() {
         .await;
     assert_eq!(status, 201, "{d}");
     let id = d["id"].as_str().unwrap().to_owned();
-    let d = w.wait_for(&id, "shifted", |d| d["step"] == 1).await;
+    let d = w
+        .wait_for(&id, "shifted", |d| {
+            d["step"] == 1 && d["weight"].as_f64() > Some(0.0)
+        })
+        .await;
     let now = d["updated_at"].as_i64().unwrap();
     let hold_ends = d["hold_ends"].as_i64().unwrap();
     assert!(hold_ends - now > YEAR_MS - 60_000, "a year's hold: {d}");
@@ -1010,7 +1014,10 @@ async fn the_openapi_document_describes_the_running_server() {
         check("get", template, &template.replace("{id}", &id), None, None).await;
     }
     // Wait for the first shift, so that the journal and notifications have content.
-    w.wait_for(&id, "shifted", |d| d["step"] == 1).await;
+    w.wait_for(&id, "shifted", |d| {
+        d["step"] == 1 && d["weight"].as_f64() > Some(0.0)
+    })
+    .await;
     check(
         "get",
         "/v1/deployments/{id}/events",
@@ -1362,7 +1369,11 @@ async fn the_originals_input_is_submitted_and_aborted_from_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let d = w.wait_for(&id, "shifted", |d| d["step"] == 1).await;
+    let d = w
+        .wait_for(&id, "shifted", |d| {
+            d["step"] == 1 && d["weight"].as_f64() > Some(0.0)
+        })
+        .await;
     assert_eq!(
         (d["steps"].as_u64(), d["weight"].as_f64()),
         (Some(4), Some(0.25)),

@@ -324,6 +324,13 @@ impl Store {
         self.ask(|reply| Job::Create(Box::new(new), reply)).await
     }
 
+    /// What would stop `new` from being created now (its name taken, or its alias busy),
+    /// read without taking the writer; [`Store::create`] checks again atomically.
+    pub async fn obstacle(&self, new: &NewDeployment) -> Result<Option<Created>, StoreError> {
+        let new = new.clone();
+        self.read(move |c| obstacle(c, &new)).await
+    }
+
     /// A journal that commits deployment `id`'s transitions, queueing a notification per
     /// sink for every notable record.
     pub fn journal(&self, id: &str, sinks: Vec<Sink>) -> Arc<dyn Journal> {
@@ -839,8 +846,50 @@ fn apply_commit(tx: &rusqlite::Transaction<'_>, c: &CommitJob) -> Result<(), Sto
     Ok(())
 }
 
+/// What stands in the way of creating `new`: a deployment by its name, or an active one on
+/// its alias.
+fn obstacle(conn: &Connection, new: &NewDeployment) -> Result<Option<Created>, StoreError> {
+    let by_id = |id: &str| {
+        conn.query_row(
+            &format!("SELECT {ROW_COLUMNS} FROM deployments WHERE id = ?1"),
+            [id],
+            row,
+        )
+    };
+    if let Some(name) = &new.name {
+        let existing: Option<String> = conn
+            .query_row("SELECT id FROM deployments WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(id) = existing {
+            let existing = by_id(&id)?;
+            return Ok(Some(if existing.request == new.request {
+                Created::Existing(existing)
+            } else {
+                Created::NameTaken(existing)
+            }));
+        }
+    }
+    let busy: Option<String> = conn
+        .query_row(
+            "SELECT id FROM deployments WHERE alias_key = ?1 AND finished_at IS NULL LIMIT 1",
+            [&new.alias_key()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(match busy {
+        Some(id) => Some(Created::AliasBusy(by_id(&id)?)),
+        None => None,
+    })
+}
+
 fn create(conn: &mut Connection, new: NewDeployment) -> Result<Created, StoreError> {
     let tx = conn.transaction()?;
+    if let Some(obstacle) = obstacle(&tx, &new)? {
+        return Ok(obstacle);
+    }
+    let key = new.alias_key();
     let by_id = |tx: &rusqlite::Transaction<'_>, id: &str| {
         tx.query_row(
             &format!("SELECT {ROW_COLUMNS} FROM deployments WHERE id = ?1"),
@@ -848,32 +897,6 @@ fn create(conn: &mut Connection, new: NewDeployment) -> Result<Created, StoreErr
             row,
         )
     };
-    if let Some(name) = &new.name {
-        let existing: Option<String> = tx
-            .query_row("SELECT id FROM deployments WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if let Some(id) = existing {
-            let existing = by_id(&tx, &id)?;
-            return Ok(if existing.request == new.request {
-                Created::Existing(existing)
-            } else {
-                Created::NameTaken(existing)
-            });
-        }
-    }
-    let key = new.alias_key();
-    let busy: Option<String> = tx
-        .query_row(
-            "SELECT id FROM deployments WHERE alias_key = ?1 AND finished_at IS NULL LIMIT 1",
-            [&key],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(id) = busy {
-        return Ok(Created::AliasBusy(by_id(&tx, &id)?));
-    }
     let next: i64 = tx.query_row(
         "SELECT COALESCE(MAX(rowid), 0) + 1 FROM deployments",
         [],

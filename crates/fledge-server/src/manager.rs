@@ -121,12 +121,31 @@ impl Manager {
             )));
         }
         let mut resolved = (self.resolver)(&request).map_err(Refusal::Invalid)?;
+        let mut sinks = self.sinks.clone();
+        for s in std::mem::take(&mut resolved.sinks) {
+            if !sinks.contains(&s) {
+                sinks.push(s);
+            }
+        }
+        let mut new = NewDeployment {
+            name: request.name.clone(),
+            request: serde_json::to_value(&request).expect("a request serialises"),
+            endpoint: resolved.endpoint_url.clone(),
+            region: resolved.region.clone(),
+            spec: resolved.spec.clone(),
+            checks: resolved.checks.clone(),
+            sinks: sinks.clone(),
+        };
+        // A repeated create, or a busy alias, is answered before anything is published.
+        if let Some(obstacle) = self.store.obstacle(&new).await? {
+            return self.answer(obstacle, &request);
+        }
         let aws = self
             .client(resolved.endpoint_url.as_deref(), resolved.region.as_deref())
             .await;
         let function = resolved.spec.function.clone();
         if resolved.publish {
-            resolved.spec.target = aws.publish_version(&function).await.map_err(|e| {
+            new.spec.target = aws.publish_version(&function).await.map_err(|e| {
                 Refusal::Platform(format!("could not publish {function}: {}", e.message))
             })?;
         } else {
@@ -143,39 +162,36 @@ impl Manager {
                 )));
             }
         }
-        let mut sinks = self.sinks.clone();
-        for s in resolved.sinks {
-            if !sinks.contains(&s) {
-                sinks.push(s);
-            }
-        }
-        let new = NewDeployment {
-            name: request.name.clone(),
-            request: serde_json::to_value(&request).expect("a request serialises"),
-            endpoint: resolved.endpoint_url.clone(),
-            region: resolved.region.clone(),
-            spec: resolved.spec.clone(),
-            checks: resolved.checks.clone(),
-            sinks: sinks.clone(),
-        };
+        let spec = new.spec.clone();
         match self.store.create(new).await? {
             Created::New(row) => {
                 self.drive(
                     aws,
                     Start::New {
                         id: row.id.clone(),
-                        spec: Box::new(resolved.spec),
+                        spec: Box::new(spec),
                     },
                     resolved.checks,
                     sinks,
                 );
                 Ok((row, true))
             }
-            Created::Existing(row) => Ok((row, false)),
+            obstacle => self.answer(obstacle, &request),
+        }
+    }
+
+    /// The answer to a create that met a deployment already there.
+    fn answer(
+        &self,
+        created: Created,
+        request: &CreateRequest,
+    ) -> Result<(DeploymentRow, bool), Refusal> {
+        match created {
+            Created::New(row) | Created::Existing(row) => Ok((row, false)),
             Created::NameTaken(row) => Err(Refusal::Conflict(
                 format!(
                     "the name '{}' belongs to deployment {} with a different request; choose another name",
-                    request.name.unwrap_or_default(),
+                    request.name.as_deref().unwrap_or_default(),
                     row.id
                 ),
                 Some(Box::new(row)),
