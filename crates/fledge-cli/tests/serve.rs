@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use fledge_local::{Platform, PlatformConfig, RunningPlatform};
 use serde_json::{Value, json};
-use support::{create_sample, env, get_text, lambda_client, spawn_until, temp_dir};
+use support::{Webhook, create_sample, env, get_text, lambda_client, spawn_until, temp_dir};
 
 const TOKEN: &str = "test-token-3f9a";
 
@@ -249,7 +249,15 @@ async fn the_api_creates_steers_and_reports_deployments() {
         .unwrap_or_else(|| panic!("no TopicArn in {created}"))
         .to_owned();
     let sns = format!("sns:{topic}");
-    w.start_server(&["--notify", &sink, "--notify", &sns]);
+    let webhook = Webhook::start().await;
+    w.start_server(&[
+        "--notify",
+        &sink,
+        "--notify",
+        &sns,
+        "--notify",
+        &webhook.url,
+    ]);
 
     // No token, wrong token.
     let anonymous = w
@@ -447,7 +455,17 @@ async fn the_api_creates_steers_and_reports_deployments() {
         end["text"].as_str().unwrap().contains("finished promoted"),
         "{end}"
     );
-    // And the same went to the SNS topic, through the SDK.
+    // The same reached the webhook, as Slack would take it (a `text`).
+    let hooked = webhook.received();
+    assert_eq!(hooked.len(), messages.len(), "{hooked:?}");
+    assert!(
+        hooked
+            .iter()
+            .any(|m| m["text"]
+                == format!("fledge {id}: finished promoted: all traffic is on version 2")),
+        "{hooked:?}"
+    );
+    // And to the SNS topic, through the SDK.
     let published: Value = serde_json::from_str(
         &get_text(
             &w.http,
