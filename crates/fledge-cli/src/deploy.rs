@@ -385,7 +385,7 @@ pub async fn execute(
                 interrupts += 1;
                 if interrupts == 1 {
                     eprintln!("\nCtrl-C: rolling back to the original version; press Ctrl-C again to exit at once");
-                    let _ = control_tx.send(OperatorCommand::Abort);
+                    let _ = control_tx.send(OperatorCommand::Abort.into());
                 } else {
                     let state = last_alias.unwrap_or_else(|| "unknown (nothing was changed yet)".into());
                     eprintln!("\nexiting without waiting for the rollback. The alias was last seen at: {state}. Check it with: aws lambda get-alias --function-name {} --name {}", plan.function, plan.alias);

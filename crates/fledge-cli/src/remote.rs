@@ -333,7 +333,7 @@ fn act(server: &ServerArgs, id: &str, action: &str) -> Result<ExitCode, Failure>
         if server.json {
             println!("{answer}");
         } else {
-            eprintln!("{id}: {action} accepted");
+            eprintln!("{id}: {}", answer["detail"].as_str().unwrap_or(action));
         }
         Ok(ExitCode::SUCCESS)
     })

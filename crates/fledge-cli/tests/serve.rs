@@ -364,14 +364,26 @@ async fn the_api_creates_steers_and_reports_deployments() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 
-    // Pause, then resume, through the CLI.
-    assert!(w.fledge(&["pause", &id]).status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while w.get(&format!("/v1/deployments/{id}")).await["paused"] != true {
-        assert!(Instant::now() < deadline, "never paused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(w.fledge(&["resume", &id]).status.success());
+    // Pause, then resume, through the CLI. A command is answered once the deployment has
+    // taken it and committed it, so the pause shows at once.
+    let out = w.fledge(&["pause", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the hold clock stops"));
+    assert_eq!(
+        w.get(&format!("/v1/deployments/{id}")).await["paused"],
+        true
+    );
+    // A command the deployment refuses says why, and exits 3.
+    let out = w.fledge(&["pause", &id]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already paused"));
+    let out = w.fledge(&["resume", &id]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resumed"));
 
     // Promote fully; `status --watch` follows it to the end and exits 0.
     let watcher = {

@@ -14,7 +14,7 @@ use fledge_core::rollout::{
 };
 use fledge_core::time::Timestamp;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::checks::{CheckConfig, CheckContext, smoke_test, start_probe};
 use crate::tally::Tally;
@@ -88,6 +88,23 @@ pub trait Journal: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
+/// An operator command for a running deployment. With `answer`, the driver replies with
+/// the core's [`RecordKind::Operator`] record (taken or refused, and why) once that record
+/// is committed.
+pub struct Steer {
+    pub command: OperatorCommand,
+    pub answer: Option<oneshot::Sender<Record>>,
+}
+
+impl From<OperatorCommand> for Steer {
+    fn from(command: OperatorCommand) -> Steer {
+        Steer {
+            command,
+            answer: None,
+        }
+    }
+}
+
 /// Where a run begins.
 pub enum Start {
     /// A new deployment: the smoke test runs (if configured), then the core starts it.
@@ -116,7 +133,7 @@ pub async fn run(
     spec: DeploymentSpec,
     checks: CheckConfig,
     out: mpsc::UnboundedSender<Progress>,
-    control: mpsc::UnboundedReceiver<OperatorCommand>,
+    control: mpsc::UnboundedReceiver<Steer>,
 ) -> Summary {
     let options = RunOptions {
         journal: None,
@@ -134,7 +151,7 @@ pub async fn drive(
     checks: CheckConfig,
     options: RunOptions,
     out: mpsc::UnboundedSender<Progress>,
-    mut control: mpsc::UnboundedReceiver<OperatorCommand>,
+    mut control: mpsc::UnboundedReceiver<Steer>,
 ) -> Summary {
     let (id, spec, started) = match &start {
         Start::New { id, spec } => (id.clone(), (**spec).clone(), SystemTime::now()),
@@ -218,10 +235,14 @@ pub async fn drive(
                 .unwrap_or_default();
             tokio::time::Instant::now() + wait
         });
+        let mut answer = None;
         let commands = tokio::select! {
             Some(event) = events_rx.recv() => deployment.handle_event(now(), event),
-            command = control.recv(), if control_open => match command {
-                Some(command) => deployment.handle_event(now(), Event::Operator { command }),
+            steer = control.recv(), if control_open => match steer {
+                Some(Steer { command, answer: a }) => {
+                    answer = a;
+                    deployment.handle_event(now(), Event::Operator { command })
+                }
                 None => { control_open = false; Vec::new() }
             },
             () = sleep_until(deadline) => deployment.handle_timeout(now()),
@@ -231,6 +252,17 @@ pub async fn drive(
             }
         };
         commit(journal, &deployment, &commands, &out).await;
+        if let Some(answer) = answer {
+            let decided = commands.iter().find_map(|c| match c {
+                Command::Record(r) if matches!(r.kind, RecordKind::Operator { .. }) => {
+                    Some(r.clone())
+                }
+                _ => None,
+            });
+            if let Some(record) = decided {
+                let _ = answer.send(record);
+            }
+        }
         execute(&shared, &deployment, &mut baseline, commands, &events_tx);
     }
     if let Some(p) = probe {

@@ -19,4 +19,4 @@ pub mod store;
 pub mod tally;
 
 pub use checks::{CheckConfig, Expectation, ExternalCheck, ProbeConfig};
-pub use driver::{Journal, Progress, RunOptions, Start, StatusLine, Summary, drive, run};
+pub use driver::{Journal, Progress, RunOptions, Start, StatusLine, Steer, Summary, drive, run};

@@ -60,6 +60,7 @@ impl IntoResponse for Refusal {
             )
                 .into_response(),
             Refusal::Platform(m) => error(StatusCode::BAD_GATEWAY, "platform", m),
+            Refusal::Busy(m) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", m),
             Refusal::Store(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
         }
     }
@@ -254,9 +255,9 @@ async fn act(
         }
     };
     match state.manager.command(&id, command).await {
-        Ok(()) => (
+        Ok(detail) => (
             StatusCode::ACCEPTED,
-            Json(json!({"deployment": id, "command": action, "accepted": true})),
+            Json(json!({"deployment": id, "command": action, "accepted": true, "detail": detail})),
         )
             .into_response(),
         Err(r) => r.into_response(),

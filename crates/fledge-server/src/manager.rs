@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use fledge_aws::Aws;
-use fledge_core::rollout::{DeploymentSpec, OperatorCommand};
+use fledge_core::rollout::{DeploymentSpec, OperatorCommand, RecordKind};
 use fledge_engine::store::{Created, DeploymentRow, NewDeployment, Store, StoreError};
-use fledge_engine::{CheckConfig, RunOptions, Start, notify::Sink};
+use fledge_engine::{CheckConfig, RunOptions, Start, Steer, notify::Sink};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// A create request as the API takes it.
 #[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
@@ -49,6 +49,8 @@ pub enum Refusal {
     Conflict(String, Option<Box<DeploymentRow>>),
     /// The platform could not be asked (publishing, checking the version).
     Platform(String),
+    /// A running deployment did not answer in time.
+    Busy(String),
     Store(StoreError),
 }
 
@@ -67,7 +69,7 @@ pub struct Manager {
     sinks: Vec<Sink>,
     /// One client per (endpoint, region).
     clients: tokio::sync::Mutex<HashMap<ClientKey, Aws>>,
-    running: Mutex<HashMap<String, mpsc::UnboundedSender<OperatorCommand>>>,
+    running: Mutex<HashMap<String, mpsc::UnboundedSender<Steer>>>,
 }
 
 impl Manager {
@@ -260,30 +262,66 @@ impl Manager {
         Ok(n)
     }
 
-    /// Passes an operator command to a running deployment.
-    pub async fn command(&self, id: &str, command: OperatorCommand) -> Result<(), Refusal> {
+    /// Passes an operator command to a running deployment and answers the core's decision
+    /// once it is committed: `Ok(detail)` when it was taken, a conflict saying why not.
+    pub async fn command(&self, id: &str, command: OperatorCommand) -> Result<String, Refusal> {
+        let (answer, decided) = oneshot::channel();
         let sent = self
             .running
             .lock()
             .expect("running lock")
             .get(id)
-            .map(|tx| tx.send(command).is_ok());
-        match sent {
-            Some(true) => Ok(()),
-            _ => match self.store.get(id).await? {
-                None => Err(Refusal::NotFound(format!("no deployment {id}"))),
-                Some(row) => Err(Refusal::Conflict(
-                    format!(
-                        "deployment {id} has ended ({}); there is nothing to {}",
-                        row.outcome.as_deref().unwrap_or(&row.phase),
+            .map(|tx| {
+                tx.send(Steer {
+                    command,
+                    answer: Some(answer),
+                })
+                .is_ok()
+            });
+        if sent == Some(true) {
+            match tokio::time::timeout(ANSWER_WAIT, decided).await {
+                Ok(Ok(record)) => {
+                    if let RecordKind::Operator {
+                        accepted, detail, ..
+                    } = record.kind
+                    {
+                        return if accepted {
+                            Ok(detail)
+                        } else {
+                            let row = self.store.get(id).await?.map(Box::new);
+                            Err(Refusal::Conflict(
+                                format!("{id} did not {}: {detail}", command_name(command)),
+                                row,
+                            ))
+                        };
+                    }
+                }
+                // The deployment ended before it took the command: said below.
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    return Err(Refusal::Busy(format!(
+                        "{id} has not answered the {} within {ANSWER_WAIT:?} (its store may be failing); its journal will say whether it was taken",
                         command_name(command)
-                    ),
-                    Some(Box::new(row)),
-                )),
-            },
+                    )));
+                }
+            }
+        }
+        match self.store.get(id).await? {
+            None => Err(Refusal::NotFound(format!("no deployment {id}"))),
+            Some(row) => Err(Refusal::Conflict(
+                format!(
+                    "deployment {id} has ended ({}); there is nothing to {}",
+                    row.outcome.as_deref().unwrap_or(&row.phase),
+                    command_name(command)
+                ),
+                Some(Box::new(row)),
+            )),
         }
     }
 }
+
+/// How long an operator command waits for the deployment's answer.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn command_name(command: OperatorCommand) -> &'static str {
     match command {
