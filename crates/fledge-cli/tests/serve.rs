@@ -1445,3 +1445,46 @@ async fn the_originals_input_is_submitted_and_aborted_from_the_cli() {
     );
     assert_eq!(w.alias("f", "live").await, ("1".into(), None));
 }
+
+/// A release whose smoke test fails ends before any traffic moves, and its end is in its
+/// journal and told to its sinks like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_smoke_test_ends_the_deployment_and_is_told() {
+    let mut w = World::new("smoke").await;
+    w.function("f", &["live".to_owned()], 1.0).await;
+    let webhook = Webhook::start().await;
+    w.start_server(&["--notify", &webhook.url]);
+    let text =
+        file("f", "live", "canary:10%/1m", 10.0).replace("checks:\n", "checks:\n  smoke: 3\n");
+    let (status, d) = w
+        .post("/v1/deployments", Some(json!({ "file": text })))
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_owned();
+    let d = w.finished(&id, Duration::from_secs(30)).await;
+    assert_eq!(d["outcome"], "rolled_back", "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("smoke test"), "{d}");
+    assert_eq!(w.alias("f", "live").await, ("1".into(), None));
+    let events = w.get(&format!("/v1/deployments/{id}/events")).await;
+    let records: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["record"])
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["event"], "finished");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while webhook.received().is_empty() {
+        assert!(Instant::now() < deadline, "the end was not told");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let told = webhook.received();
+    assert!(
+        told[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("finished rolled_back"),
+        "{told:?}"
+    );
+}

@@ -221,6 +221,9 @@ enum Job {
         id: String,
         outcome: String,
         reason: String,
+        at: i64,
+        record: String,
+        sinks: Vec<String>,
         reply: Reply<()>,
     },
     Notified {
@@ -344,21 +347,44 @@ impl Store {
         })
     }
 
-    /// Ends a deployment that never started (its smoke test failed).
+    /// Ends a deployment that never started (its smoke test failed): its row, its journal's
+    /// one `record` (the end), and that record's notifications, in one transaction.
     pub async fn finish_unstarted(
         &self,
         id: &str,
-        outcome: &str,
-        reason: &str,
+        record: &Record,
+        sinks: &[Sink],
     ) -> Result<(), StoreError> {
-        let (id, outcome, reason) = (id.to_owned(), outcome.to_owned(), reason.to_owned());
+        let (outcome, reason) = match &record.kind {
+            fledge_core::rollout::RecordKind::Finished {
+                outcome, reason, ..
+            } => (outcome.to_string(), reason.clone()),
+            _ => ("failed".to_owned(), "ended before it started".to_owned()),
+        };
+        let (id, at, record) = (
+            id.to_owned(),
+            record.at.0 as i64,
+            serde_json::to_string(record)?,
+        );
+        let sinks: Vec<String> = sinks
+            .iter()
+            .map(|s| serde_json::to_string(s).expect("a sink serialises"))
+            .collect();
+        let queued = !sinks.is_empty();
         self.ask(|reply| Job::FinishUnstarted {
             id,
             outcome,
             reason,
+            at,
+            record,
+            sinks,
             reply,
         })
-        .await
+        .await?;
+        if queued {
+            self.queued.notify_one();
+        }
+        Ok(())
     }
 
     /// Records a delivery attempt: delivered, retry at `retry_at`, or given up.
@@ -771,16 +797,31 @@ fn writer_loop(mut conn: Connection, jobs: std_mpsc::Receiver<Job>) {
                     id,
                     outcome,
                     reason,
+                    at,
+                    record,
+                    sinks,
                     reply,
                 } => {
-                    let now = now_ms();
-                    let r = conn
-                        .execute(
+                    let r = (|| {
+                        let now = now_ms();
+                        let tx = conn.transaction()?;
+                        tx.execute(
                             "UPDATE deployments SET phase = ?2, outcome = ?2, reason = ?3, updated_at = ?4, finished_at = ?4 WHERE id = ?1",
                             params![id, outcome, reason, now],
-                        )
-                        .map(|_| ())
-                        .map_err(StoreError::from);
+                        )?;
+                        tx.execute(
+                            "INSERT INTO events (deployment_id, at, body) VALUES (?1, ?2, ?3)",
+                            params![id, at, record],
+                        )?;
+                        for sink in &sinks {
+                            tx.execute(
+                                "INSERT INTO notifications (deployment_id, sink, body, next_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                                params![id, sink, record, now],
+                            )?;
+                        }
+                        tx.commit()?;
+                        Ok(())
+                    })();
                     let _ = reply.send(r);
                 }
                 Job::Notified {

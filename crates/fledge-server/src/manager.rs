@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use fledge_aws::Aws;
-use fledge_core::rollout::{DeploymentSpec, OperatorCommand, RecordKind};
+use fledge_core::rollout::{DeploymentSpec, OperatorCommand, Record, RecordKind};
+use fledge_core::time::Timestamp;
 use fledge_engine::store::{Created, DeploymentRow, NewDeployment, Store, StoreError};
 use fledge_engine::{CheckConfig, RunOptions, Start, Steer, notify::Sink};
 use serde::Deserialize;
@@ -219,7 +220,7 @@ impl Manager {
             .expect("running lock")
             .insert(id.clone(), control_tx);
         let options = RunOptions {
-            journal: Some(self.store.journal(&id, sinks)),
+            journal: Some(self.store.journal(&id, sinks.clone())),
             status_every: None,
         };
         let manager = self.clone();
@@ -228,12 +229,22 @@ impl Manager {
             let (out, _) = mpsc::unbounded_channel();
             let summary = fledge_engine::drive(aws, start, checks, options, out, control_rx).await;
             if let Ok(None) = manager.store.state(&id).await {
-                // It ended before the core started it: the smoke test failed.
-                if let Err(e) = manager
-                    .store
-                    .finish_unstarted(&id, &summary.outcome.to_string(), &summary.reason)
-                    .await
-                {
+                // It ended before the core started it (the smoke test failed): its end is
+                // its journal's one record, and is told like any other.
+                let end = Record {
+                    at: Timestamp(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64),
+                    ),
+                    kind: RecordKind::Finished {
+                        outcome: summary.outcome,
+                        reason: summary.reason.clone(),
+                        alias: None,
+                        alias_split: false,
+                    },
+                };
+                if let Err(e) = manager.store.finish_unstarted(&id, &end, &sinks).await {
                     tracing::error!("could not record the end of {id}: {e}");
                 }
             }
