@@ -344,6 +344,7 @@ impl Store {
                 .iter()
                 .map(|s| serde_json::to_string(s).expect("a sink serialises"))
                 .collect(),
+            thinning: Mutex::new(Thinning::default()),
         })
     }
 
@@ -683,6 +684,49 @@ struct StoreJournal {
     store: Store,
     id: String,
     sinks: Vec<String>,
+    thinning: Mutex<Thinning>,
+}
+
+/// Routine checks kept in a step: every one of the first [`ROUTINE_KEPT`], then one a
+/// minute. A check is routine when it is its transition's only record and says what the
+/// last kept check of the step said; a check that decides anything comes with the records
+/// of that decision and is always kept. A long hold checked every few seconds would
+/// otherwise write a record each time: 6 million in a year at 5 s.
+#[derive(Default)]
+struct Thinning {
+    step: usize,
+    outcome: Option<fledge_core::judge::Outcome>,
+    kept: u32,
+    last_at: u64,
+}
+
+const ROUTINE_KEPT: u32 = 100;
+const ROUTINE_EVERY_MS: u64 = 60_000;
+
+impl Thinning {
+    /// Whether to keep `record`, the only record of its transition.
+    fn keep(&mut self, record: &Record) -> bool {
+        let fledge_core::rollout::RecordKind::Checked { step, verdict, .. } = &record.kind else {
+            return true;
+        };
+        let routine = *step == self.step && Some(verdict.outcome) == self.outcome;
+        if routine
+            && self.kept >= ROUTINE_KEPT
+            && record.at.0 < self.last_at.saturating_add(ROUTINE_EVERY_MS)
+        {
+            return false;
+        }
+        if !routine {
+            *self = Thinning {
+                step: *step,
+                outcome: Some(verdict.outcome),
+                ..Thinning::default()
+            };
+        }
+        self.kept += 1;
+        self.last_at = record.at.0;
+        true
+    }
 }
 
 impl Journal for StoreJournal {
@@ -703,8 +747,15 @@ impl Journal for StoreJournal {
             let encode = |r: &Record| serde_json::to_string(r).map_err(|e| e.to_string());
             let mut records = Vec::new();
             let mut notifications = Vec::new();
+            let alone = commands
+                .iter()
+                .filter(|c| matches!(c, Command::Record(_)))
+                .count()
+                == 1;
             for command in commands {
                 match command {
+                    Command::Record(r)
+                        if alone && !self.thinning.lock().expect("thinning lock").keep(r) => {}
                     Command::Record(r) => records.push((r.at.0 as i64, encode(r)?)),
                     Command::Notify(r) => {
                         let body = encode(r)?;
@@ -969,4 +1020,43 @@ fn create(conn: &mut Connection, new: NewDeployment) -> Result<Created, StoreErr
     let created = by_id(&tx, &id)?;
     tx.commit()?;
     Ok(Created::New(created))
+}
+
+#[cfg(test)]
+mod tests {
+    use fledge_core::judge::{Outcome, Verdict};
+    use fledge_core::rollout::{Record, RecordKind};
+    use fledge_core::time::Timestamp;
+
+    use super::{ROUTINE_KEPT, Thinning};
+
+    fn checked(at_s: u64, step: usize, outcome: Outcome) -> Record {
+        Record {
+            at: Timestamp(at_s * 1000),
+            kind: RecordKind::Checked {
+                step,
+                weight: 0.1,
+                verdict: Verdict::new(outcome, "r", Vec::new()),
+            },
+        }
+    }
+
+    #[test]
+    fn routine_checks_are_thinned_to_one_a_minute_after_the_first_hundred() {
+        let mut t = Thinning::default();
+        // A day of passing checks every 5 s in one step.
+        let kept = (0..17_280)
+            .filter(|i| t.keep(&checked(i * 5, 1, Outcome::Pass)))
+            .count() as u32;
+        let minutes_after = (17_280 * 5 - ROUTINE_KEPT as u64 * 5) / 60;
+        assert!(
+            (ROUTINE_KEPT + minutes_after as u32 - 2..=ROUTINE_KEPT + minutes_after as u32 + 2)
+                .contains(&kept),
+            "{kept}"
+        );
+        // A change of outcome, or a new step, is kept at once and starts again.
+        assert!(t.keep(&checked(86_400, 1, Outcome::Inconclusive)));
+        assert!(t.keep(&checked(86_401, 1, Outcome::Inconclusive)));
+        assert!(t.keep(&checked(86_402, 2, Outcome::Inconclusive)));
+    }
 }
