@@ -736,6 +736,18 @@ async fn a_one_year_deployment_is_steered_through_the_api_across_restarts() {
     let mut w = World::new("year").await;
     w.function("f", &["live".to_owned()], 0.0).await;
     w.start_server(&[]);
+    // A second server on the same database is refused: it would drive the same deployments.
+    let second = Command::new(env!("CARGO_BIN_EXE_fledge"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--token", TOKEN, "--db"])
+        .arg(w.db())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("in use by another fledge serve (process"),
+        "{said}"
+    );
     let (status, d) = w
         .post(
             "/v1/deployments",

@@ -37,6 +37,15 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("the store's writer has stopped")]
     Closed,
+    #[error(
+        "{path} is in use by another fledge serve ({holder}); stop it first, or give this one another --db"
+    )]
+    Locked { path: String, holder: String },
+    #[error("could not lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 const SCHEMA: &str = "
@@ -258,6 +267,46 @@ pub struct Store {
     queued: Arc<tokio::sync::Notify>,
 }
 
+/// Takes `<db>.lock` for this process, so that two servers never drive the same
+/// deployments. The operating system releases it when the process ends, however it ends.
+fn take_lock(db: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let failed = |source| StoreError::Lock {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(StoreError::Locked {
+                path: db.display().to_string(),
+                holder: match holder.trim() {
+                    "" => "its process id is not recorded".to_owned(),
+                    pid => format!("process {pid}"),
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .map_err(failed)?;
+    Ok(file)
+}
+
 fn open(path: &Path) -> Result<Connection, StoreError> {
     let open_error = |source| StoreError::Open {
         path: path.display().to_string(),
@@ -278,13 +327,18 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let lock = take_lock(path)?;
         let writer_conn = open(path)?;
         writer_conn.execute_batch(SCHEMA)?;
         let reader = open(path)?;
         let (tx, rx) = std_mpsc::channel();
         std::thread::Builder::new()
             .name("fledge-store".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn(move || {
+                // The lock lives as long as the writer: one process drives a database.
+                let _lock = lock;
+                writer_loop(writer_conn, rx)
+            })
             .map_err(|e| StoreError::Open {
                 path: path.display().to_string(),
                 source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
