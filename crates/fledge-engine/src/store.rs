@@ -460,15 +460,7 @@ impl Store {
 
     pub async fn get(&self, id: &str) -> Result<Option<DeploymentRow>, StoreError> {
         let id = id.to_owned();
-        self.read(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {ROW_COLUMNS} FROM deployments WHERE id = ?1"),
-                [&id],
-                row,
-            )
-            .optional()?)
-        })
-        .await
+        self.read(move |c| Ok(row_by_id(c, &id).optional()?)).await
     }
 
     pub async fn list(&self, filter: Filter) -> Result<Vec<DeploymentRow>, StoreError> {
@@ -992,16 +984,18 @@ fn apply_commit(tx: &rusqlite::Transaction<'_>, c: &CommitJob) -> Result<(), Sto
     Ok(())
 }
 
+fn row_by_id(conn: &Connection, id: &str) -> rusqlite::Result<DeploymentRow> {
+    conn.query_row(
+        &format!("SELECT {ROW_COLUMNS} FROM deployments WHERE id = ?1"),
+        [id],
+        row,
+    )
+}
+
 /// What stands in the way of creating `new`: a deployment by its name, or an active one on
 /// its alias.
 fn obstacle(conn: &Connection, new: &NewDeployment) -> Result<Option<Created>, StoreError> {
-    let by_id = |id: &str| {
-        conn.query_row(
-            &format!("SELECT {ROW_COLUMNS} FROM deployments WHERE id = ?1"),
-            [id],
-            row,
-        )
-    };
+    let by_id = |id: &str| row_by_id(conn, id);
     if let Some(name) = &new.name {
         let existing: Option<String> = conn
             .query_row("SELECT id FROM deployments WHERE name = ?1", [name], |r| {
@@ -1036,13 +1030,6 @@ fn create(conn: &mut Connection, new: NewDeployment) -> Result<Created, StoreErr
         return Ok(obstacle);
     }
     let key = new.alias_key();
-    let by_id = |tx: &rusqlite::Transaction<'_>, id: &str| {
-        tx.query_row(
-            &format!("SELECT {ROW_COLUMNS} FROM deployments WHERE id = ?1"),
-            [id],
-            row,
-        )
-    };
     let next: i64 = tx.query_row(
         "SELECT COALESCE(MAX(rowid), 0) + 1 FROM deployments",
         [],
@@ -1071,7 +1058,7 @@ fn create(conn: &mut Connection, new: NewDeployment) -> Result<Created, StoreErr
             now
         ],
     )?;
-    let created = by_id(&tx, &id)?;
+    let created = row_by_id(&tx, &id)?;
     tx.commit()?;
     Ok(Created::New(created))
 }
