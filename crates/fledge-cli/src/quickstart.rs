@@ -213,7 +213,7 @@ async fn story(args: QuickstartArgs) -> Result<ExitCode, Failure> {
         healthy_rolled_back
     );
     println!(
-        "\nDone in {:.0} s. Next: `fledge plan --help`, `fledge deploy --help`, `fledge local --help`.",
+        "\nDone in {:.0} s. Next: `fledge plan --help`, `fledge deploy --help`, `fledge local --help`, `fledge serve --help`.",
         started.elapsed().as_secs_f64()
     );
     platform.stop().await;
