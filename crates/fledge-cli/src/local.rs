@@ -26,6 +26,7 @@ pub fn run(args: LocalArgs) -> Result<ExitCode, Failure> {
     let mut config = PlatformConfig::new(&args.data_dir);
     config.concurrency_limit = args.concurrency;
     config.idle_timeout = idle_timeout;
+    config.python = args.python;
     if let Some(seed) = args.seed {
         config.seed = seed;
     }

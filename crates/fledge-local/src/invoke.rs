@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::metrics::{Sample, SeriesKey};
 use crate::routing::{RoutingMode, sticky_key};
-use crate::sandbox::{Finished, Job, JobResult, Sandbox, SandboxSpec};
+use crate::sandbox::{Finished, Job, JobResult, Sandbox, SandboxSpec, StartError};
 use crate::scale::{Decision, PoolView, decide, should_reap};
 use crate::server::Platform;
 use crate::store::FunctionVersion;
@@ -367,12 +367,16 @@ async fn run_with_id(
         }
         Acquired::Ready(sandbox, claim, concurrency) => (sandbox, claim, concurrency),
         Acquired::Cold(claim, concurrency) => {
-            match Sandbox::start(Arc::new(sandbox_spec(platform, target))).await {
+            let started = match sandbox_spec(platform, target) {
+                Ok(spec) => Sandbox::start(Arc::new(spec)).await,
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(sandbox) => (sandbox, claim, concurrency),
                 Err(e) => {
                     drop(claim);
                     let (kind, message) = match e {
-                        crate::sandbox::StartError::NoBootstrap => (
+                        StartError::NoBootstrap => (
                             "Runtime.InvalidEntrypoint",
                             format!("RequestId: {request_id} Error: {e}"),
                         ),
@@ -424,9 +428,14 @@ async fn run_with_id(
     Ok(Outcome::Ran(finished))
 }
 
-fn sandbox_spec(platform: &Platform, target: &Target) -> SandboxSpec {
+fn sandbox_spec(platform: &Platform, target: &Target) -> Result<SandboxSpec, StartError> {
     let v = &target.version;
-    SandboxSpec {
+    let launch = platform
+        .store
+        .runtimes
+        .launch(&v.runtime)
+        .map_err(StartError::Runtime)?;
+    Ok(SandboxSpec {
         function: target.function.clone(),
         version: v.version.to_string(),
         memory_size: v.memory_size,
@@ -435,7 +444,9 @@ fn sandbox_spec(platform: &Platform, target: &Target) -> SandboxSpec {
         code_dir: platform.store.code_dir(&v.code_id),
         environment: v.environment.clone(),
         region: platform.store.region.clone(),
-    }
+        runtime: v.runtime.clone(),
+        launch,
+    })
 }
 
 fn error_body(error_type: &str, message: &str) -> Bytes {

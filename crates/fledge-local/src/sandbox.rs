@@ -19,6 +19,8 @@ use axum::routing::{get, post};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{Notify, oneshot};
 
+use crate::runtimes::Launch;
+
 /// The most a response or error body may be (Lambda: 6 MiB + 100 bytes).
 pub const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
 /// How long a process may take to start and ask for its first invocation.
@@ -35,6 +37,9 @@ pub struct SandboxSpec {
     pub code_dir: PathBuf,
     pub environment: BTreeMap<String, String>,
     pub region: String,
+    /// `provided.al2023`, `python3.12`, …
+    pub runtime: String,
+    pub launch: Launch,
 }
 
 /// One invocation for a process.
@@ -114,6 +119,9 @@ pub enum StartError {
     /// No `bootstrap` in the package.
     #[error("Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]")]
     NoBootstrap,
+    /// The runtime cannot run here (no interpreter with its runtime client).
+    #[error("{0}")]
+    Runtime(String),
     #[error("could not start the function process: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -121,10 +129,20 @@ pub enum StartError {
 impl Sandbox {
     /// Starts a process for `spec`, with its own Runtime API on a free loopback port.
     pub async fn start(spec: Arc<SandboxSpec>) -> Result<Arc<Sandbox>, StartError> {
-        let bootstrap = spec.code_dir.join("bootstrap");
-        if !bootstrap.is_file() {
-            return Err(StartError::NoBootstrap);
-        }
+        let mut command = match &spec.launch {
+            Launch::Bootstrap => {
+                let bootstrap = spec.code_dir.join("bootstrap");
+                if !bootstrap.is_file() {
+                    return Err(StartError::NoBootstrap);
+                }
+                tokio::process::Command::new(bootstrap)
+            }
+            Launch::Python { interpreter } => {
+                let mut command = tokio::process::Command::new(interpreter);
+                command.args(["-m", "awslambdaric", &spec.handler]);
+                command
+            }
+        };
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +160,6 @@ impl Sandbox {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let mut command = tokio::process::Command::new(&bootstrap);
         command
             .current_dir(&spec.code_dir)
             .env_clear()
@@ -271,6 +288,11 @@ impl Sandbox {
         duration: Duration,
         init_duration: Option<Duration>,
     ) -> Finished {
+        if let JobResult::InitError(_) = result {
+            // The runtime gave up during its start and exits; Lambda starts the next
+            // invocation in a fresh sandbox, so this one is never handed work again.
+            self.stop();
+        }
         let logs = std::mem::take(&mut *self.shared.logs.lock().expect("sandbox lock"));
         Finished {
             result,
@@ -340,7 +362,17 @@ fn runtime_environment(spec: &SandboxSpec, addr: SocketAddr, id: u64) -> Vec<(St
             format!("{code}/lib:/usr/local/lib:/usr/lib:/lib"),
         ),
     ];
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    let mut env: Vec<(String, String)> =
+        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    if let Launch::Python { .. } = spec.launch {
+        // As Lambda's Python runtimes: the package is importable, and the runtime is named.
+        env.push(("PYTHONPATH".into(), code.clone()));
+        env.push((
+            "AWS_EXECUTION_ENV".into(),
+            format!("AWS_Lambda_{}", spec.runtime),
+        ));
+    }
+    env
 }
 
 async fn collect_logs(stream: impl AsyncRead + Unpin, shared: Arc<Shared>) {

@@ -29,6 +29,7 @@ use crate::faults::{Fault, Faults};
 use crate::invoke::{self, Pools};
 use crate::metrics::Metrics;
 use crate::routing::{Router as AliasRouter, RoutingMode};
+use crate::runtimes::Runtimes;
 use crate::sns::Sns;
 use crate::store::Store;
 use crate::{control, wire::ApiError};
@@ -48,6 +49,9 @@ pub struct PlatformConfig {
     pub idle_timeout: Duration,
     /// How long per-second metrics are kept.
     pub metrics_retention: Duration,
+    /// The Python interpreter (with awslambdaric) for `python3.x` functions; by default
+    /// `python3.x`, then `python3`, from `PATH`.
+    pub python: Option<PathBuf>,
 }
 
 impl PlatformConfig {
@@ -60,6 +64,7 @@ impl PlatformConfig {
             concurrency_limit: 64,
             idle_timeout: Duration::from_secs(300),
             metrics_retention: Duration::from_secs(3 * 3600),
+            python: None,
         }
     }
 }
@@ -80,7 +85,8 @@ pub struct Platform {
 impl Platform {
     /// Opens the data directory and builds the platform (not yet listening).
     pub fn open(config: PlatformConfig) -> std::io::Result<Platform> {
-        let store = Store::open(&config.data_dir, &config.region, &config.account)?;
+        let mut store = Store::open(&config.data_dir, &config.region, &config.account)?;
+        store.runtimes = Runtimes::new(config.python.clone());
         let alarms = Alarms::open(&config.data_dir)?;
         let sns = Sns::open(&config.data_dir, &config.region, &config.account)?;
         Ok(Platform {

@@ -17,13 +17,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::routing::RoutingMode;
+use crate::runtimes::Runtimes;
 use crate::wire::{lambda_timestamp, now_ms, uuid};
-
-/// The runtimes fledge local can run: the OS-only ones, whose entry point is `bootstrap`.
-pub const RUNTIMES: [&str; 3] = ["provided.al2023", "provided.al2", "provided"];
-
-/// Every runtime name Lambda's model knows, for AWS's enum error.
-const KNOWN_RUNTIMES: &str = "[nodejs, nodejs4.3, nodejs6.10, nodejs8.10, nodejs10.x, nodejs12.x, nodejs14.x, nodejs16.x, java8, java8.al2, java11, python2.7, python3.6, python3.7, python3.8, python3.9, dotnetcore1.0, dotnetcore2.0, dotnetcore2.1, dotnetcore3.1, dotnet6, dotnet8, nodejs4.3-edge, go1.x, ruby2.5, ruby2.7, provided, provided.al2, nodejs18.x, python3.10, java17, ruby3.2, ruby3.3, ruby3.4, python3.11, nodejs20.x, provided.al2023, python3.12, java21, python3.13, nodejs22.x, nodejs24.x, python3.14, java25, dotnet10]";
 
 /// Variables Lambda sets itself and refuses to let a function override.
 const RESERVED_ENV: [&str; 16] = [
@@ -172,6 +167,8 @@ pub struct Store {
     dir: PathBuf,
     pub region: String,
     pub account: String,
+    /// Which runtimes can run here, and how.
+    pub runtimes: Runtimes,
     state: RwLock<State>,
 }
 
@@ -212,6 +209,7 @@ impl Store {
             dir: dir.to_path_buf(),
             region: region.into(),
             account: account.into(),
+            runtimes: Runtimes::default(),
             state: RwLock::new(state),
         })
     }
@@ -326,7 +324,7 @@ impl Store {
 
     pub fn create_function(&self, new: NewFunction) -> Result<Arc<FunctionVersion>, LambdaError> {
         let runtime = new.runtime.ok_or_else(|| LambdaError::invalid_parameter("Runtime and Handler are mandatory parameters for functions created with deployment packages."))?;
-        check_runtime(&runtime)?;
+        self.runtimes.check(&runtime)?;
         let handler = new.handler.ok_or_else(|| LambdaError::invalid_parameter("Runtime and Handler are mandatory parameters for functions created with deployment packages."))?;
         let role = new
             .role
@@ -456,7 +454,7 @@ impl Store {
         change: ConfigChange,
     ) -> Result<Arc<FunctionVersion>, LambdaError> {
         if let Some(r) = &change.runtime {
-            check_runtime(r)?;
+            self.runtimes.check(r)?;
         }
         if let Some(role) = &change.role {
             check_role(role)?;
@@ -695,25 +693,6 @@ fn publish(
     new_latest.revision_id = uuid();
     function.latest = Arc::new(new_latest);
     Ok(version)
-}
-
-fn check_runtime(runtime: &str) -> Result<(), LambdaError> {
-    if RUNTIMES.contains(&runtime) {
-        return Ok(());
-    }
-    let known = KNOWN_RUNTIMES
-        .trim_matches(['[', ']'])
-        .split(", ")
-        .any(|r| r == runtime);
-    if known {
-        return Err(LambdaError::invalid_parameter(format!(
-            "fledge local runs only the OS-only runtimes ({}); '{runtime}' is a Lambda runtime it cannot run. Build the function as a `bootstrap` executable and use provided.al2023.",
-            RUNTIMES.join(", ")
-        )));
-    }
-    Err(LambdaError::invalid_parameter(format!(
-        "Value {runtime} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: {KNOWN_RUNTIMES} or be a valid ARN"
-    )))
 }
 
 /// `arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+`, checked by shape only.

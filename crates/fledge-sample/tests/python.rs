@@ -1,0 +1,267 @@
+//! Python functions on the local platform: AWS's runtime client for Python (awslambdaric)
+//! runs the handler as a real process, through the same Runtime API, versions and aliases
+//! as the `provided` runtimes.
+
+mod common;
+
+use std::io::Write;
+
+use aws_sdk_lambda::error::ProvideErrorMetadata;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{
+    AliasRoutingConfiguration, Environment, FunctionCode, LogType, Runtime,
+};
+use base64::Engine;
+use common::{ROLE, start, start_in, temp_dir};
+use fledge_local::runtimes::Runtimes;
+
+const APP: &str = r#"
+import os
+
+print("init of", os.environ["AWS_LAMBDA_FUNCTION_VERSION"])
+
+def handler(event, context):
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    print("greeting with", os.environ["GREETING"])
+    return {
+        "greeting": os.environ["GREETING"],
+        "version": context.function_version,
+        "arn": context.invoked_function_arn,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+        "event": event,
+    }
+"#;
+
+fn python_zip() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut out);
+    w.start_file("app.py", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(APP.as_bytes()).unwrap();
+    w.finish().unwrap();
+    out.into_inner()
+}
+
+/// Whether this machine can run Python functions; in CI it must (`.ci/run` installs
+/// awslambdaric).
+fn python_here() -> bool {
+    match Runtimes::default().launch("python3.12") {
+        Ok(_) => true,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run Python functions: .ci/run installs awslambdaric ({why})"
+            );
+            eprintln!("skipped: {why}");
+            false
+        }
+    }
+}
+
+fn env(greeting: &str) -> Environment {
+    Environment::builder()
+        .variables("GREETING", greeting)
+        .build()
+}
+
+fn json(blob: Option<Blob>) -> serde_json::Value {
+    serde_json::from_slice(blob.expect("a payload").as_ref()).expect("JSON")
+}
+
+/// Two versions of a Python function behind a split alias: each invocation runs the version
+/// the alias picked (its own environment), failures come back as Lambda reports them, and
+/// the log tail carries what the handler printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_versions_behind_a_split_alias() {
+    if !python_here() {
+        return;
+    }
+    let p = start("python").await;
+    p.lambda
+        .create_function()
+        .function_name("greeter")
+        .runtime(Runtime::Python312)
+        .handler("app.handler")
+        .role(ROLE)
+        .timeout(7)
+        .environment(env("hello"))
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(python_zip()))
+                .build(),
+        )
+        .publish(true)
+        .send()
+        .await
+        .unwrap();
+    p.lambda
+        .update_function_configuration()
+        .function_name("greeter")
+        .environment(env("bonjour"))
+        .send()
+        .await
+        .unwrap();
+    let v2 = p
+        .lambda
+        .publish_version()
+        .function_name("greeter")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v2.version(), Some("2"));
+    assert_eq!(v2.runtime(), Some(&Runtime::Python312));
+    p.lambda
+        .create_alias()
+        .function_name("greeter")
+        .name("live")
+        .function_version("1")
+        .routing_config(
+            AliasRoutingConfiguration::builder()
+                .additional_version_weights("2", 0.5)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let mut served = [0u32; 2];
+    for i in 0..40 {
+        let out = p
+            .lambda
+            .invoke()
+            .function_name("greeter:live")
+            .payload(Blob::new(format!("{{\"n\":{i}}}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.function_error(), None);
+        let executed = out.executed_version().unwrap().to_string();
+        let body = json(out.payload);
+        let want = if executed == "1" { "hello" } else { "bonjour" };
+        assert_eq!(body["greeting"], want, "version {executed} answered {body}");
+        assert_eq!(body["version"], executed.as_str());
+        assert_eq!(body["event"]["n"], i);
+        assert!(
+            body["arn"]
+                .as_str()
+                .unwrap()
+                .ends_with(":function:greeter:live"),
+            "{body}"
+        );
+        let remaining = body["remaining_ms"].as_i64().unwrap();
+        assert!(
+            (1..=7000).contains(&remaining),
+            "the deadline follows the 7 s timeout: {remaining} ms left"
+        );
+        served[usize::from(executed == "2")] += 1;
+    }
+    assert!(
+        served[0] > 0 && served[1] > 0,
+        "both versions serve a 50/50 alias: {served:?}"
+    );
+
+    let failed = p
+        .lambda
+        .invoke()
+        .function_name("greeter:2")
+        .payload(Blob::new(r#"{"fail":true}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.function_error(), Some("Unhandled"));
+    let error = json(failed.payload);
+    assert_eq!(error["errorType"], "ValueError", "{error}");
+    assert_eq!(error["errorMessage"], "asked to fail", "{error}");
+
+    let tailed = p
+        .lambda
+        .invoke()
+        .function_name("greeter:2")
+        .log_type(LogType::Tail)
+        .payload(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap();
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(tailed.log_result().unwrap())
+        .unwrap();
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.contains("greeting with bonjour"), "{log}");
+    assert!(log.contains("REPORT RequestId:"), "{log}");
+}
+
+/// A handler whose module is not in the package fails its invocations with the error type
+/// Lambda's Python runtime gives, and the function still answers the next call the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_handler_module_is_an_import_error() {
+    if !python_here() {
+        return;
+    }
+    let p = start("python-missing").await;
+    p.lambda
+        .create_function()
+        .function_name("broken")
+        .runtime(Runtime::Python312)
+        .handler("missing.handler")
+        .role(ROLE)
+        .environment(env("x"))
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(python_zip()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let out = p
+            .lambda
+            .invoke()
+            .function_name("broken")
+            .payload(Blob::new("{}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.function_error(), Some("Unhandled"));
+        let error = json(out.payload);
+        assert_eq!(error["errorType"], "Runtime.ImportModuleError", "{error}");
+        assert!(
+            error["errorMessage"].as_str().unwrap().contains("missing"),
+            "{error}"
+        );
+    }
+}
+
+/// Without an interpreter that has awslambdaric, a Python function is refused when it is
+/// created, with what to install.
+#[tokio::test]
+async fn python_without_its_runtime_client_is_refused_clearly() {
+    let p = start_in(temp_dir("python-none"), |c| {
+        c.python = Some("/nonexistent/python3".into());
+    })
+    .await;
+    let err = p
+        .lambda
+        .create_function()
+        .function_name("greeter")
+        .runtime(Runtime::Python312)
+        .handler("app.handler")
+        .role(ROLE)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(python_zip()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidParameterValueException"));
+    let message = err.message().unwrap();
+    assert!(
+        message.contains("/nonexistent/python3") && message.contains("pip install awslambdaric"),
+        "{message}"
+    );
+    let listed = p.lambda.list_functions().send().await.unwrap();
+    assert!(listed.functions().is_empty(), "nothing was created");
+}
