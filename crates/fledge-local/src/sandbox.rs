@@ -16,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{Notify, oneshot};
 
@@ -158,7 +159,7 @@ impl Sandbox {
         });
         let app = runtime_api(shared.clone());
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener.tap_io(no_delay), app).await;
         });
         command
             .current_dir(&spec.code_dir)
@@ -308,6 +309,12 @@ impl Drop for Sandbox {
         self.stop();
         self.server.abort();
     }
+}
+
+/// Every answer is one whole message written at once, so Nagle's algorithm could only
+/// hold it back waiting for an acknowledgement.
+pub(crate) fn no_delay(stream: &mut tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
 }
 
 fn describe_exit(status: &std::process::ExitStatus) -> String {

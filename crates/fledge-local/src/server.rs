@@ -19,6 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use fledge_core::lambda::{DEFAULT_ACCOUNT, DEFAULT_REGION};
 use serde_json::json;
@@ -131,7 +132,7 @@ impl Platform {
             })
         };
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
+            let _ = axum::serve(listener.tap_io(crate::sandbox::no_delay), app)
                 .with_graceful_shutdown(async {
                     let _ = stop_rx.await;
                 })

@@ -1,12 +1,19 @@
-//! Invoke throughput and latency of fledge local, with warm processes of the sample function:
-//! through an alias (a routing decision per call) and through a version qualifier.
+//! Invoke throughput and latency of fledge local with warm function processes, through an
+//! alias (a routing decision per call) and through a version qualifier, for two functions:
+//! the sample (on `lambda_runtime`) and `runtime-echo` (a Runtime API client on the standard
+//! library alone, which tells the platform's own cost from `lambda_runtime`'s). A last row
+//! per connection count is one bare HTTP exchange with an axum echo server: an invoke is
+//! three exchanges, so that row bounds what any platform could do on this machine.
 //!
 //! `cargo bench -p fledge-sample --bench invoke` (release build). Options through the
 //! environment: `BENCH_SECONDS` (default 5 per run), `BENCH_CONNECTIONS` (default
-//! "1,8,16,64"), and `BENCH_EXTERNAL=HOST:PORT/PATH` to load another Lambda emulator's
+//! "1,8,16,64"), `BENCH_ONLY=TEXT` to run only the rows whose label contains TEXT, and
+//! `BENCH_EXTERNAL=HOST:PORT/PATH` to load another Lambda emulator's
 //! invoke endpoint with the same client instead (for example cargo-lambda's
-//! `127.0.0.1:9000/2015-03-31/functions/fledge-sample/invocations`). The client is a minimal keep-alive HTTP/1.1 loop on the same machine, so
-//! the numbers include its cost too (two cores shared by client, platform and functions).
+//! `127.0.0.1:9000/2015-03-31/functions/fledge-sample/invocations`). The client is a
+//! minimal keep-alive HTTP/1.1 loop on the same machine, so the numbers include its cost
+//! too (two cores shared by client, platform and functions). "CPU µs/invoke" is the whole
+//! machine's busy time (`/proc/stat`) over the run divided by the invocations.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -17,8 +24,13 @@ use tokio::net::TcpStream;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/bench";
 
-fn sample_zip(marker: &str) -> Vec<u8> {
-    let binary = std::fs::read(env!("CARGO_BIN_EXE_fledge-sample")).unwrap();
+/// The sample function, on `lambda_runtime`.
+const SAMPLE: &str = env!("CARGO_BIN_EXE_fledge-sample");
+/// The least a function can be: a Runtime API client on the standard library alone.
+const RUNTIME_ECHO: &str = env!("CARGO_BIN_EXE_runtime-echo");
+
+fn package(bootstrap: &str, marker: &str) -> Vec<u8> {
+    let binary = std::fs::read(bootstrap).unwrap();
     let mut out = std::io::Cursor::new(Vec::new());
     let mut w = zip::ZipWriter::new(&mut out);
     w.start_file(
@@ -84,13 +96,38 @@ impl Connection {
 
 struct Run {
     calls: usize,
+    /// CPU time of the whole machine per call (user, system and interrupts, every process).
+    cpu_per_call: Option<Duration>,
     per_second: f64,
     p50: Duration,
     p99: Duration,
     max: Duration,
 }
 
+/// The machine's busy CPU time so far, from `/proc/stat` (Linux), in clock ticks of 10 ms.
+fn busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq: everything but idle and iowait.
+    Some(
+        fields
+            .get(..7)?
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![3, 4].contains(i))
+            .map(|(_, v)| v)
+            .sum(),
+    )
+}
+
 async fn load(addr: &str, path: &str, connections: usize, seconds: u64) -> Run {
+    let busy_before = busy_ticks();
     let until = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -110,10 +147,14 @@ async fn load(addr: &str, path: &str, connections: usize, seconds: u64) -> Run {
         all.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed();
+    let cpu_per_call = busy_before
+        .zip(busy_ticks())
+        .map(|(a, b)| Duration::from_millis((b - a) * 10) / all.len().max(1) as u32);
     all.sort();
     let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     Run {
         calls: all.len(),
+        cpu_per_call,
         per_second: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pick(0.5),
         p99: pick(0.99),
@@ -134,7 +175,9 @@ async fn cold_starts(addr: &str, endpoint: &str, n: usize) -> Vec<Duration> {
             .role(ROLE)
             .code(
                 aws_sdk_lambda::types::FunctionCode::builder()
-                    .zip_file(aws_sdk_lambda::primitives::Blob::new(sample_zip(&name)))
+                    .zip_file(aws_sdk_lambda::primitives::Blob::new(package(
+                        SAMPLE, &name,
+                    )))
                     .build(),
             )
             .send()
@@ -157,6 +200,10 @@ fn client(endpoint: &str) -> aws_sdk_lambda::Client {
         ))
         .build();
     aws_sdk_lambda::Client::from_conf(conf)
+}
+
+fn micros(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6))
 }
 
 fn ms(d: Duration) -> String {
@@ -199,37 +246,115 @@ async fn external(target: &str, seconds: u64, connection_counts: &[usize]) {
         .expect("BENCH_EXTERNAL is HOST:PORT/PATH");
     let path = format!("/{path}");
     println!("external endpoint {target}: {seconds} s per run");
-    println!("| connections | invokes/s | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|---|");
+    println!("| target | connections | invokes/s | p50 ms | p99 ms | max ms | CPU µs/invoke |");
+    println!("|---|---|---|---|---|---|---|");
     for &connections in connection_counts {
         load(addr, &path, connections, 1).await;
         let run = load(addr, &path, connections, seconds).await;
-        println!(
-            "| {connections} | {:.0} | {} | {} | {} |",
-            run.per_second,
-            ms(run.p50),
-            ms(run.p99),
-            ms(run.max)
-        );
+        row(target, connections, &run);
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    if let Ok(target) = std::env::var("BENCH_EXTERNAL") {
-        let seconds: u64 = std::env::var("BENCH_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(5);
-        let counts: Vec<usize> = std::env::var("BENCH_CONNECTIONS")
-            .unwrap_or_else(|_| "1,8,16,64".into())
-            .split(',')
-            .map(|s| s.trim().parse().unwrap())
-            .collect();
-        external(&target, seconds, &counts).await;
-        return;
-    }
-    routing_decisions();
+fn main() {
+    // The platform and the load client get their own threads, so that each one's CPU time
+    // can be told apart (`fledge-local` and `bench-client` in top -H or /proc).
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .unwrap();
+    let platform_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("fledge-local")
+        .enable_all()
+        .build()
+        .unwrap();
+    client_runtime.block_on(bench(&platform_runtime));
+}
+
+/// Creates `name` from `bootstrap` as versions 1 and 2 behind `live`, a 90/10 split.
+async fn create_split(lambda: &aws_sdk_lambda::Client, name: &str, bootstrap: &str) {
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(ROLE)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(package(
+                    bootstrap, "1",
+                )))
+                .build(),
+        )
+        .publish(true)
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .update_function_configuration()
+        .function_name(name)
+        .description("v2")
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .publish_version()
+        .function_name(name)
+        .send()
+        .await
+        .unwrap();
+    let routing = aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+        .additional_version_weights("2", 0.1)
+        .build();
+    lambda
+        .create_alias()
+        .function_name(name)
+        .name("live")
+        .function_version("1")
+        .routing_config(routing)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// One HTTP exchange and nothing else: an axum server answering each POST with its body.
+/// An invoke is three such exchanges (caller, the function's next event, its response),
+/// so this row is what the machine allows before any platform or function work.
+async fn http_echo(runtime: &tokio::runtime::Runtime) -> String {
+    let listener = runtime
+        .spawn(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let app = axum::Router::new().route(
+        "/echo",
+        axum::routing::post(|body: axum::body::Bytes| async move { body }),
+    );
+    runtime.spawn(async move {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
+fn row(label: &str, connections: usize, run: &Run) {
+    println!(
+        "| {label} | {connections} | {:.0} | {} | {} | {} | {} |",
+        run.per_second,
+        ms(run.p50),
+        ms(run.p99),
+        ms(run.max),
+        micros(run.cpu_per_call)
+    );
+}
+
+async fn bench(platform_runtime: &tokio::runtime::Runtime) {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -239,82 +364,67 @@ async fn main() {
         .split(',')
         .map(|s| s.trim().parse().unwrap())
         .collect();
+    if let Ok(target) = std::env::var("BENCH_EXTERNAL") {
+        external(&target, seconds, &connection_counts).await;
+        return;
+    }
+    routing_decisions();
     let dir = std::env::temp_dir().join(format!("fledge-bench-{}", std::process::id()));
     let mut config = PlatformConfig::new(&dir);
     config.concurrency_limit = 1000;
-    let running = Platform::start(config, "127.0.0.1:0".parse().unwrap())
+    let running = platform_runtime
+        .spawn(Platform::start(config, "127.0.0.1:0".parse().unwrap()))
         .await
+        .unwrap()
         .unwrap();
     let endpoint = running.endpoint();
     let addr = running.addr.to_string();
     let lambda = client(&endpoint);
-    lambda
-        .create_function()
-        .function_name("bench")
-        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
-        .handler("bootstrap")
-        .role(ROLE)
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(aws_sdk_lambda::primitives::Blob::new(sample_zip("1")))
-                .build(),
-        )
-        .publish(true)
-        .send()
-        .await
-        .unwrap();
-    lambda
-        .update_function_configuration()
-        .function_name("bench")
-        .description("v2")
-        .send()
-        .await
-        .unwrap();
-    lambda
-        .publish_version()
-        .function_name("bench")
-        .send()
-        .await
-        .unwrap();
-    let routing = aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
-        .additional_version_weights("2", 0.1)
-        .build();
-    lambda
-        .create_alias()
-        .function_name("bench")
-        .name("live")
-        .function_version("1")
-        .routing_config(routing)
-        .send()
-        .await
-        .unwrap();
+    create_split(&lambda, "bench", SAMPLE).await;
+    create_split(&lambda, "echo", RUNTIME_ECHO).await;
+    let echo_addr = http_echo(platform_runtime).await;
+    let only = std::env::var("BENCH_ONLY").ok();
 
     println!(
-        "fledge local invoke benchmark: {seconds} s per run, sample function (lambda_runtime), warm processes"
+        "fledge local invoke benchmark: {seconds} s per run, warm processes; CPU is the whole machine's per invoke"
     );
-    println!("| target | connections | invokes/s | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|---|---|");
+    println!("| target | connections | invokes/s | p50 ms | p99 ms | max ms | CPU µs/invoke |");
+    println!("|---|---|---|---|---|---|---|");
     for &connections in &connection_counts {
-        for (label, path) in [
+        for (label, target, path) in [
             (
-                "alias (90/10 split)",
+                "sample (lambda_runtime), alias 90/10",
+                &addr,
                 "/2015-03-31/functions/bench:live/invocations",
             ),
             (
-                "version qualifier",
+                "sample (lambda_runtime), version",
+                &addr,
                 "/2015-03-31/functions/bench:1/invocations",
             ),
+            (
+                "runtime-echo (std only), alias 90/10",
+                &addr,
+                "/2015-03-31/functions/echo:live/invocations",
+            ),
+            (
+                "runtime-echo (std only), version",
+                &addr,
+                "/2015-03-31/functions/echo:1/invocations",
+            ),
+            (
+                "one HTTP exchange (axum echo), no function",
+                &echo_addr,
+                "/echo",
+            ),
         ] {
+            if only.as_ref().is_some_and(|o| !label.contains(o.as_str())) {
+                continue;
+            }
             // Warm up: start the processes this concurrency needs.
-            load(&addr, path, connections, 1).await;
-            let run = load(&addr, path, connections, seconds).await;
-            println!(
-                "| {label} | {connections} | {:.0} | {} | {} | {} |",
-                run.per_second,
-                ms(run.p50),
-                ms(run.p99),
-                ms(run.max)
-            );
+            load(target, path, connections, 1).await;
+            let run = load(target, path, connections, seconds).await;
+            row(label, connections, &run);
             assert!(run.calls > 0);
         }
     }
