@@ -1,6 +1,7 @@
-//! Python functions on the local platform: AWS's runtime client for Python (awslambdaric)
-//! runs the handler as a real process, through the same Runtime API, versions and aliases
-//! as the `provided` runtimes.
+//! Functions other than the sample, as real processes through the same Runtime API,
+//! versions and aliases: Python handlers run by AWS's runtime client for Python
+//! (awslambdaric), and the shell-script custom runtime of AWS's documentation, which speaks
+//! the Runtime API through curl.
 
 mod common;
 
@@ -33,15 +34,58 @@ def handler(event, context):
     }
 "#;
 
-fn python_zip() -> Vec<u8> {
+/// A package of `(name, Unix mode, contents)` files.
+fn package(files: &[(&str, u32, &str)]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     let mut w = zip::ZipWriter::new(&mut out);
-    w.start_file("app.py", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    w.write_all(APP.as_bytes()).unwrap();
+    for (name, mode, contents) in files {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
+        w.start_file(*name, options).unwrap();
+        w.write_all(contents.as_bytes()).unwrap();
+    }
     w.finish().unwrap();
     out.into_inner()
 }
+
+fn python_zip() -> Vec<u8> {
+    package(&[("app.py", 0o644, APP)])
+}
+
+/// The custom runtime from AWS's tutorial ("Building a custom runtime"), as published but
+/// for its interpreter line: the tutorial's `#!/bin/sh` is bash on Amazon Linux, and
+/// `set -o pipefail` needs bash where /bin/sh is another shell.
+const SHELL_BOOTSTRAP: &str = r#"#!/bin/bash
+set -euo pipefail
+
+# Initialization - load function handler
+source $LAMBDA_TASK_ROOT/"$(echo $_HANDLER | cut -d. -f1).sh"
+
+# Processing
+while true
+do
+  HEADERS="$(mktemp)"
+  # Get an event. The HTTP request will block until one is received
+  EVENT_DATA=$(curl -sS -LD "$HEADERS" "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/next")
+
+  # Extract request ID by scraping response headers received above
+  REQUEST_ID=$(grep -Fi Lambda-Runtime-Aws-Request-Id "$HEADERS" | tr -d '[:space:]' | cut -d: -f2)
+
+  # Run the handler function from the script
+  RESPONSE=$($(echo "$_HANDLER" | cut -d. -f2) "$EVENT_DATA")
+
+  # Send the response
+  curl "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/$REQUEST_ID/response"  -d "$RESPONSE"
+done
+"#;
+
+const SHELL_FUNCTION: &str = r#"function handler () {
+  EVENT_DATA=$1
+  echo "$EVENT_DATA" 1>&2;
+  RESPONSE="Echoing request: '$EVENT_DATA'"
+
+  echo $RESPONSE
+}
+"#;
 
 /// Whether this machine can run Python functions; in CI it must (`.ci/run` installs
 /// awslambdaric).
@@ -264,4 +308,76 @@ async fn python_without_its_runtime_client_is_refused_clearly() {
     );
     let listed = p.lambda.list_functions().send().await.unwrap();
     assert!(listed.functions().is_empty(), "nothing was created");
+}
+
+/// AWS's shell-script custom runtime: curl takes each event and posts the answer (as a
+/// form, and with `Expect: 100-continue` when the body is large), the answer comes back as
+/// the function wrote it, and what the handler wrote to stderr is in the log tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_shell_runtime_runs() {
+    let tools = ["bash", "curl"].map(|tool| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if tools.contains(&false) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines have bash and curl"
+        );
+        eprintln!("skipped: this test needs bash and curl");
+        return;
+    }
+    let p = start("shell").await;
+    p.lambda
+        .create_function()
+        .function_name("bash-runtime")
+        .runtime(Runtime::Providedal2023)
+        .handler("function.handler")
+        .role(ROLE)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(package(&[
+                    ("bootstrap", 0o755, SHELL_BOOTSTRAP),
+                    ("function.sh", 0o755, SHELL_FUNCTION),
+                ])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = p
+        .lambda
+        .invoke()
+        .function_name("bash-runtime")
+        .log_type(LogType::Tail)
+        .payload(Blob::new(r#"{"text":"Hello"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.function_error(), None);
+    assert_eq!(out.executed_version(), Some("$LATEST"));
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(out.log_result().unwrap())
+        .unwrap();
+    let body = String::from_utf8(out.payload.unwrap().into_inner()).unwrap();
+    assert_eq!(body, r#"Echoing request: '{"text":"Hello"}'"#);
+    let log = String::from_utf8(log).unwrap();
+    assert!(log.contains("{\"text\":\"Hello\"}\n"), "{log}");
+
+    // 60 KB: curl before 8.0 (Debian 12 has 7.88) asks `Expect: 100-continue` before a body
+    // over 1 KB; a shell argument cannot be much larger.
+    let text = "x".repeat(60_000);
+    let out = p
+        .lambda
+        .invoke()
+        .function_name("bash-runtime")
+        .payload(Blob::new(format!(r#"{{"text":"{text}"}}"#)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.function_error(), None);
+    let body = String::from_utf8(out.payload.unwrap().into_inner()).unwrap();
+    assert_eq!(body, format!(r#"Echoing request: '{{"text":"{text}"}}'"#));
 }
