@@ -326,10 +326,14 @@ pub struct DeployArgs {
     /// A function invoked once all traffic is on the new version; a failure rolls back.
     #[arg(long)]
     pub post_traffic_hook: Option<String>,
-    /// Where `fledge serve` notifies about this deployment: webhook:URL, command:CMD or
-    /// sns:TOPIC_ARN (repeatable). `fledge deploy` prints its events instead.
+    /// Tell this deployment's notable events (started, each step, rollback, the end) to
+    /// webhook:URL, command:CMD or sns:TOPIC_ARN (repeatable).
     #[arg(long, value_name = "SINK")]
     pub notify: Vec<String>,
+    /// Retries of a failed notification (1 s, 2 s, 4 s, … apart) before it is reported as
+    /// not delivered.
+    #[arg(long, default_value_t = 4)]
+    pub notify_retries: u32,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ use fledge_core::rollout::{
 };
 use fledge_core::schedule::{Schedule, SeedInput, Strategy};
 use fledge_core::time::parse_duration;
+use fledge_engine::notify::{Notifier, Sink};
 use fledge_engine::{CheckConfig, Expectation, ExternalCheck, ProbeConfig, Summary};
 use tokio::sync::mpsc;
 
@@ -41,8 +42,10 @@ pub struct Plan {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
     pub json: bool,
-    /// Notification sinks, for `fledge serve`.
+    /// Notification sinks, as written (`webhook:URL`, `command:CMD`, `sns:TOPIC_ARN`).
     pub notify: Vec<String>,
+    /// Tries of each notification (`fledge deploy`; `fledge serve` has its own setting).
+    pub notify_attempts: u32,
 }
 
 impl Plan {
@@ -264,6 +267,9 @@ pub fn resolve(mut a: DeployArgs) -> Result<Plan, Failure> {
             .collect(),
         ..CheckConfig::default()
     };
+    for text in &a.notify {
+        Sink::parse(text).map_err(invalid)?;
+    }
     Ok(Plan {
         function,
         alias,
@@ -281,17 +287,12 @@ pub fn resolve(mut a: DeployArgs) -> Result<Plan, Failure> {
         region: a.region,
         json: a.json,
         notify: a.notify,
+        notify_attempts: a.notify_retries.saturating_add(1),
     })
 }
 
 pub fn run(args: DeployArgs) -> Result<ExitCode, Failure> {
     let plan = resolve(args)?;
-    if !plan.notify.is_empty() {
-        eprintln!(
-            "note: notifications ({}) are sent by fledge serve; fledge deploy prints its events instead",
-            plan.notify.join(", ")
-        );
-    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure {
         code: 3,
         error: e.into(),
@@ -349,6 +350,13 @@ pub async fn execute(
         plan.alias,
         std::process::id()
     );
+    let sinks = plan
+        .notify
+        .iter()
+        .map(|t| Sink::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let notifier = Notifier::new(&id, sinks, plan.notify_attempts, plan.endpoint_url.clone());
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let engine = tokio::spawn(fledge_engine::run(
@@ -366,6 +374,9 @@ pub async fn execute(
         tokio::select! {
             Some(p) = out_rx.recv() => {
                 if let fledge_engine::Progress::Record(r) = &p {
+                    if r.kind.is_notable() {
+                        notifier.send(r);
+                    }
                     match &r.kind {
                         fledge_core::rollout::RecordKind::StepApplied { routing, .. } | fledge_core::rollout::RecordKind::AliasRecorded { routing, .. } => {
                             last_alias = Some(routing.to_string())
@@ -377,7 +388,13 @@ pub async fn execute(
             }
             summary = &mut engine => {
                 while let Ok(p) = out_rx.try_recv() {
+                    if let fledge_engine::Progress::Record(r) = &p && r.kind.is_notable() {
+                        notifier.send(r);
+                    }
                     renderer.show(&p);
+                }
+                if !notifier.is_empty() {
+                    renderer.undelivered(&notifier.finish().await);
                 }
                 return summary.map_err(|e| Failure { code: 3, error: anyhow!("the engine stopped unexpectedly: {e}") });
             }

@@ -274,6 +274,7 @@ async fn release(aws: &Aws, vars: &[(&str, &str)]) -> Result<fledge_engine::Summ
         region: None,
         json: false,
         notify: Vec::new(),
+        notify_attempts: 1,
     };
     let mut renderer = Renderer::new(false);
     let summary = execute(aws, plan, &mut renderer, false).await?;

@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use fledge_core::lambda::percent;
 use fledge_core::rollout::{Outcome, RecordKind};
 use fledge_core::time::format_duration;
+use fledge_engine::notify::Undelivered;
 use fledge_engine::{Progress, StatusLine, Summary};
 
 /// Prints progress as it arrives.
@@ -48,6 +49,23 @@ impl Renderer {
                 if let Some(text) = self.describe(&r.kind) {
                     self.line(&text);
                 }
+            }
+        }
+    }
+
+    /// Notifications that could not be delivered: a `notification_failed` event each with
+    /// `--json`, a line each otherwise.
+    pub fn undelivered(&mut self, failed: &[Undelivered]) {
+        for u in failed {
+            if self.json {
+                let mut value = serde_json::to_value(u).expect("undelivered serialises");
+                value["kind"] = "notification_failed".into();
+                println!("{value}");
+            } else {
+                self.line(&format!(
+                    "notification of '{}' to {} not delivered after {} attempts: {}",
+                    u.event, u.sink, u.attempts, u.error
+                ));
             }
         }
     }

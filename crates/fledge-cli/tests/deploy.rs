@@ -551,4 +551,135 @@ fn bad_input_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--version 'two'"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fledge"))
+        .args([
+            "deploy",
+            "--function",
+            "f",
+            "--alias",
+            "live",
+            "--version",
+            "2",
+            "--notify",
+            "smtp:ops@example.com",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'smtp:ops@example.com'"));
+}
+
+/// `fledge deploy --notify` tells each sink the deployment's notable events in order; a
+/// sink that keeps failing is reported (a `notification_failed` event) and changes
+/// nothing about the release or its exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_notifies_its_sinks() {
+    let w = World::new("notify").await;
+    w.function(&[("SAMPLE_ERROR_RATE", "0.001")]).await;
+    let notes = w.dir.join("notes.jsonl");
+    let command = format!(
+        "command:cat >> '{}'; echo >> '{}'",
+        notes.display(),
+        notes.display()
+    );
+    let webhook = support::Webhook::start().await;
+    let http = reqwest::Client::new();
+    let created = http
+        .post(&w.endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Action=CreateTopic&Version=2010-03-31&Name=releases")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let topic = created
+        .split("<TopicArn>")
+        .nth(1)
+        .and_then(|t| t.split("</TopicArn>").next())
+        .unwrap_or_else(|| panic!("no TopicArn in {created}"))
+        .to_owned();
+    let sns = format!("sns:{topic}");
+    let broken = "command:echo 'no route to pager' >&2; exit 7";
+    let (traffic, _) = w.traffic(50.0);
+    let (code, lines) = w
+        .deploy(&[
+            "--version",
+            "2",
+            "--strategy",
+            "linear:2x1s",
+            "--min-requests",
+            "5",
+            "--notify",
+            &command,
+            "--notify",
+            &webhook.url,
+            "--notify",
+            &sns,
+            "--notify",
+            broken,
+            "--notify-retries",
+            "1",
+        ])
+        .await;
+    traffic.abort();
+    assert_eq!(code, 0, "{:?}", summary(&lines));
+    let want = ["started", "step_applied", "step_applied", "finished"];
+
+    let noted: Vec<Value> = std::fs::read_to_string(&notes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<&str> = noted.iter().map(|n| n["event"].as_str().unwrap()).collect();
+    assert_eq!(events, want, "{noted:?}");
+    assert_eq!(noted[3]["record"]["outcome"], "promoted");
+    let id = noted[0]["deployment"].as_str().unwrap();
+    assert!(id.starts_with("f-live-v2-"), "{id}");
+
+    let hooked = webhook.received();
+    let events: Vec<&str> = hooked
+        .iter()
+        .map(|n| n["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, want, "{hooked:?}");
+    assert_eq!(
+        hooked[3]["text"],
+        format!("fledge {id}: finished promoted: all traffic is on version 2")
+    );
+
+    let published: Value = serde_json::from_str(
+        &support::get_text(
+            &http,
+            &format!("{}/_fledge/sns/messages?topic=releases", w.endpoint),
+        )
+        .await,
+    )
+    .unwrap();
+    let subjects: Vec<String> = published["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = want.iter().map(|e| format!("fledge {id}: {e}")).collect();
+    assert_eq!(subjects, expected);
+
+    // The broken sink: every notification tried twice, each reported with its error.
+    let failed: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "notification_failed")
+        .collect();
+    assert_eq!(failed.len(), want.len(), "{failed:?}");
+    for (f, event) in failed.iter().zip(want) {
+        assert_eq!(f["sink"], broken);
+        assert_eq!(f["event"], event);
+        assert_eq!(f["attempts"], 2);
+        assert!(
+            f["error"].as_str().unwrap().contains("no route to pager"),
+            "{f}"
+        );
+    }
+    assert_eq!(lines.last().unwrap()["kind"], "summary");
 }

@@ -1,8 +1,11 @@
-//! Notifications: every notable record of a deployment goes to its sinks. They are queued in
-//! the store in the same transaction as the record, delivered by one task apart from every
-//! driver (a slow or failing sink never delays a rollback), retried with backoff, and a
-//! delivery that still fails is marked `failed` with its last error for the API and
-//! `/metrics` to show.
+//! Notifications: every notable record of a deployment goes to its sinks.
+//!
+//! - `fledge serve` ([`run`]): they are queued in the store in the same transaction as the
+//!   record, delivered by one task apart from every driver (a slow or failing sink never
+//!   delays a rollback), retried with backoff, and a delivery that still fails is marked
+//!   `failed` with its last error for the API and `/metrics` to show.
+//! - `fledge deploy` ([`Notifier`]): straight from the process, one task per sink taking the
+//!   records in order with the same retries; what still failed is answered at the end.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::store::{NotificationRow, Store};
+use crate::store::Store;
 
 /// Where notifications go.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +28,17 @@ pub enum Sink {
     /// Publish to an SNS topic through the SDK: the `text` as the subject's source, the JSON
     /// as the message.
     Sns { topic_arn: String },
+}
+
+impl std::fmt::Display for Sink {
+    /// As it is written on the command line: `webhook:URL`, `command:CMD`, `sns:TOPIC_ARN`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Webhook { url } => write!(f, "webhook:{url}"),
+            Sink::Command { command } => write!(f, "command:{command}"),
+            Sink::Sns { topic_arn } => write!(f, "sns:{topic_arn}"),
+        }
+    }
 }
 
 impl Sink {
@@ -73,8 +87,8 @@ pub fn retry_delay(attempt: u32) -> Duration {
 }
 
 /// The JSON a sink receives: the record, the deployment it belongs to, and a one-line `text`.
-pub fn message(row: &NotificationRow) -> Value {
-    let r = &row.body;
+pub fn message(deployment_id: &str, record: &Value) -> Value {
+    let r = record;
     let s = |k: &str| {
         r.get(k)
             .and_then(Value::as_str)
@@ -106,8 +120,8 @@ pub fn message(row: &NotificationRow) -> Value {
         other => other.replace('_', " "),
     };
     json!({
-        "text": format!("fledge {}: {detail}", row.deployment_id),
-        "deployment": row.deployment_id,
+        "text": format!("fledge {deployment_id}: {detail}"),
+        "deployment": deployment_id,
         "event": event,
         "record": r,
     })
@@ -139,20 +153,22 @@ impl SnsClients {
     }
 }
 
+/// One delivery attempt of `record` of deployment `deployment_id` to `sink`.
 async fn deliver(
     client: &reqwest::Client,
     sns: &SnsClients,
-    row: &NotificationRow,
+    deployment_id: &str,
+    sink: &Sink,
+    record: &Value,
 ) -> Result<(), String> {
-    let body = message(row);
-    match &row.sink {
+    let body = message(deployment_id, record);
+    match sink {
         Sink::Sns { topic_arn } => {
             let region = topic_arn.split(':').nth(3).unwrap_or_default();
             let aws = sns.client(region).await;
             // SNS subjects are ASCII, at most 100 characters, without control characters.
             let subject: String = format!(
-                "fledge {}: {}",
-                row.deployment_id,
+                "fledge {deployment_id}: {}",
                 body["event"].as_str().unwrap_or_default()
             )
             .chars()
@@ -189,7 +205,7 @@ async fn deliver(
                 let mut child = tokio::process::Command::new("sh")
                     .arg("-c")
                     .arg(command)
-                    .env("FLEDGE_DEPLOYMENT", &row.deployment_id)
+                    .env("FLEDGE_DEPLOYMENT", deployment_id)
                     .env("FLEDGE_EVENT", body["event"].as_str().unwrap_or_default())
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
@@ -243,7 +259,7 @@ pub async fn run(store: Store, attempts: u32, sns: SnsClients) {
         for row in due {
             let (client, store, sns) = (client.clone(), store.clone(), sns.clone());
             tasks.spawn(async move {
-                let result = deliver(&client, &sns, &row).await;
+                let result = deliver(&client, &sns, &row.deployment_id, &row.sink, &row.body).await;
                 let attempt = row.attempts + 1;
                 let retry_at = match &result {
                     Err(e) if attempt < attempts => {
@@ -281,6 +297,92 @@ pub async fn run(store: Store, attempts: u32, sns: SnsClients) {
     }
 }
 
+/// A notification `fledge deploy` could not deliver.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Undelivered {
+    /// As written: `webhook:URL`, `command:CMD` or `sns:TOPIC_ARN`.
+    pub sink: String,
+    /// The record's event (`started`, `finished`, …).
+    pub event: String,
+    pub attempts: u32,
+    pub error: String,
+}
+
+/// Notifications straight from this process, for `fledge deploy`: one task per sink takes
+/// the records in the order they were sent and delivers each, retried 1 s, 2 s, 4 s… apart,
+/// without ever holding the rollout back.
+pub struct Notifier {
+    queues: Vec<tokio::sync::mpsc::UnboundedSender<Value>>,
+    tasks: tokio::task::JoinSet<Vec<Undelivered>>,
+}
+
+impl Notifier {
+    /// `endpoint` is where SNS is (fledge local's), or AWS when `None`.
+    pub fn new(
+        deployment_id: &str,
+        sinks: Vec<Sink>,
+        attempts: u32,
+        endpoint: Option<String>,
+    ) -> Notifier {
+        let attempts = attempts.max(1);
+        let sns = std::sync::Arc::new(SnsClients::new(endpoint));
+        let client = reqwest::Client::new();
+        let mut queues = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for sink in sinks {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+            queues.push(tx);
+            let (client, sns, id) = (client.clone(), sns.clone(), deployment_id.to_owned());
+            tasks.spawn(async move {
+                let mut undelivered = Vec::new();
+                while let Some(record) = rx.recv().await {
+                    let mut attempt = 1;
+                    while let Err(error) = deliver(&client, &sns, &id, &sink, &record).await {
+                        if attempt >= attempts {
+                            undelivered.push(Undelivered {
+                                sink: sink.to_string(),
+                                event: record["event"].as_str().unwrap_or_default().into(),
+                                attempts: attempt,
+                                error,
+                            });
+                            break;
+                        }
+                        tokio::time::sleep(retry_delay(attempt)).await;
+                        attempt += 1;
+                    }
+                }
+                undelivered
+            });
+        }
+        Notifier { queues, tasks }
+    }
+
+    /// Queues `record` for every sink.
+    pub fn send(&self, record: &fledge_core::rollout::Record) {
+        let Ok(value) = serde_json::to_value(record) else {
+            return;
+        };
+        for queue in &self.queues {
+            let _ = queue.send(value.clone());
+        }
+    }
+
+    /// Whether there is any sink at all.
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
+    /// Waits until every queued notification is delivered or has used its attempts;
+    /// answers the ones that were not delivered.
+    pub async fn finish(self) -> Vec<Undelivered> {
+        drop(self.queues);
+        let mut undelivered: Vec<Undelivered> =
+            self.tasks.join_all().await.into_iter().flatten().collect();
+        undelivered.sort_by(|a, b| a.sink.cmp(&b.sink));
+        undelivered
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -313,6 +415,13 @@ mod tests {
         );
         let e = Sink::parse("sns:releases").unwrap_err();
         assert!(e.contains("not an SNS topic ARN"), "{e}");
+        for text in [
+            "webhook:http://h/x",
+            "command:cat > /tmp/x",
+            "sns:arn:aws:sns:eu-west-1:123456789012:releases",
+        ] {
+            assert_eq!(Sink::parse(text).unwrap().to_string(), text);
+        }
         let e = Sink::parse("smtp:ops@example").unwrap_err();
         assert!(
             e.contains("smtp:ops@example") && e.contains("webhook:URL"),
