@@ -81,7 +81,11 @@ pub fn sample_zip(marker: &str) -> Vec<u8> {
     let binary = std::fs::read(env!("CARGO_BIN_EXE_fledge-sample")).unwrap();
     let mut out = std::io::Cursor::new(Vec::new());
     let mut w = zip::ZipWriter::new(&mut out);
-    let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    // Stored, not deflated: compressing the 17 MB debug binary in a debug build takes
+    // seconds per package, and Lambda takes either.
+    let exec = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .unix_permissions(0o755);
     w.start_file("bootstrap", exec).unwrap();
     w.write_all(&binary).unwrap();
     w.start_file(
