@@ -186,6 +186,10 @@ pub struct LocalArgs {
     /// Stop warm function processes idle this long (e.g. 5m).
     #[arg(long, default_value = "5m")]
     pub idle_timeout: String,
+    /// The waits before the two retries of an asynchronous event whose function failed
+    /// (Lambda's are 1m,2m); shorter ones make a rehearsal quicker.
+    #[arg(long, default_value = "1m,2m", value_name = "FIRST,SECOND")]
+    pub async_retry_delays: String,
     /// The Python interpreter that runs python3.x functions; it needs AWS's runtime client
     /// (`pip install awslambdaric`). By default python3.x, then python3, from PATH.
     #[arg(long, env = "FLEDGE_PYTHON", value_name = "PATH")]

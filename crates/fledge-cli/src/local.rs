@@ -27,6 +27,18 @@ pub fn run(args: LocalArgs) -> Result<ExitCode, Failure> {
     config.concurrency_limit = args.concurrency;
     config.idle_timeout = idle_timeout;
     config.python = args.python;
+    config.async_retry_delays = args
+        .async_retry_delays
+        .split(',')
+        .map(|d| parse_duration(d.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::invalid(anyhow::anyhow!("--async-retry-delays: {e}")))?;
+    if config.async_retry_delays.len() != 2 {
+        return Err(Failure::invalid(anyhow::anyhow!(
+            "--async-retry-delays '{}': give two durations, the waits before the first and the second retry (Lambda's: 1m,2m)",
+            args.async_retry_delays
+        )));
+    }
     if let Some(seed) = args.seed {
         config.seed = seed;
     }

@@ -221,11 +221,15 @@ pub async fn handle(
     match invocation_type.as_str() {
         "DryRun" => Ok(StatusCode::NO_CONTENT.into_response()),
         "Event" => {
-            let platform = platform.clone();
-            let client_context = header("x-amz-client-context");
-            tokio::spawn(async move {
-                let _ = run(&platform, &target, payload, client_context).await;
-            });
+            let event = QueuedEvent {
+                client_context: header("x-amz-client-context"),
+                reference,
+                payload,
+                headers: headers.clone(),
+                request_id: uuid(),
+                received: std::time::Instant::now(),
+            };
+            tokio::spawn(run_event(platform.clone(), event, target));
             Ok(StatusCode::ACCEPTED.into_response())
         }
         _ => {
@@ -236,6 +240,7 @@ pub async fn handle(
                 payload,
                 header("x-amz-client-context"),
                 request_id.clone(),
+                tail,
             )
             .await?;
             Ok(respond(&target, &request_id, outcome, tail))
@@ -310,13 +315,112 @@ enum Outcome {
     CouldNotStart(String, String),
 }
 
-async fn run(
-    platform: &Platform,
-    target: &Target,
+/// An asynchronous invocation Lambda has accepted (202) and not yet finished with.
+struct QueuedEvent {
+    reference: FunctionRef,
     payload: Bytes,
     client_context: Option<String>,
-) -> Result<Outcome, LambdaError> {
-    run_with_id(platform, target, payload, client_context, uuid()).await
+    /// For sticky routing, which may read a header.
+    headers: HeaderMap,
+    /// Kept across retries, as Lambda does.
+    request_id: String,
+    received: std::time::Instant,
+}
+
+/// How long Lambda keeps an asynchronous event by default (MaximumEventAgeInSeconds).
+pub const ASYNC_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+/// How many times Lambda retries an asynchronous event whose function failed, by default.
+pub const ASYNC_RETRIES: usize = 2;
+/// The longest wait between tries of a throttled asynchronous event.
+const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Runs an accepted asynchronous event as Lambda does: a throttled try is tried again with
+/// backoff (1 s, 2 s, … up to 5 minutes) rather than lost; a function error is retried
+/// [`ASYNC_RETRIES`] times after the platform's retry delays (Lambda's: 1 then 2 minutes);
+/// an event older than [`ASYNC_MAX_AGE`] is dropped. Each try routes an alias afresh.
+async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Target) {
+    let mut failures = 0;
+    let mut throttle_backoff = Duration::from_secs(1);
+    loop {
+        let outcome = run_with_id(
+            &platform,
+            &target,
+            event.payload.clone(),
+            event.client_context.clone(),
+            event.request_id.clone(),
+            false,
+        )
+        .await;
+        let wait = match outcome {
+            Ok(Outcome::Ran(Finished {
+                result: JobResult::Response(_),
+                ..
+            })) => return,
+            Err(e) if e.kind == ErrorType::TooManyRequests => {
+                let wait = throttle_backoff;
+                throttle_backoff = (throttle_backoff * 2).min(THROTTLE_BACKOFF_MAX);
+                wait
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "asynchronous event {} for {} dropped: {}",
+                    event.request_id,
+                    event.reference,
+                    e.message
+                );
+                return;
+            }
+            Ok(_) => {
+                failures += 1;
+                if failures > ASYNC_RETRIES {
+                    tracing::info!(
+                        "asynchronous event {} for {} failed {failures} times; dropped",
+                        event.request_id,
+                        event.reference
+                    );
+                    return;
+                }
+                platform
+                    .config
+                    .async_retry_delays
+                    .get(failures - 1)
+                    .copied()
+                    .unwrap_or(Duration::from_secs(120))
+            }
+        };
+        if event.received.elapsed() + wait > ASYNC_MAX_AGE {
+            tracing::info!(
+                "asynchronous event {} for {} is older than {ASYNC_MAX_AGE:?}; dropped",
+                event.request_id,
+                event.reference
+            );
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        let header = |h: &str| {
+            event
+                .headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let sticky = |mode: &RoutingMode| match mode {
+            RoutingMode::Sticky { key } => sticky_key(key, |h| header(h), &event.payload),
+            _ => None,
+        };
+        target = match resolve(&platform, &event.reference, sticky) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::warn!(
+                    "asynchronous event {} for {} dropped: {}",
+                    event.request_id,
+                    event.reference,
+                    e.message
+                );
+                return;
+            }
+        };
+    }
 }
 
 async fn run_with_id(
@@ -325,6 +429,7 @@ async fn run_with_id(
     payload: Bytes,
     client_context: Option<String>,
     request_id: String,
+    tail: bool,
 ) -> Result<Outcome, LambdaError> {
     let key = PoolKey {
         function: target.function.clone(),
@@ -410,6 +515,7 @@ async fn run_with_id(
             started_ms / 1000,
             &uuid().replace('-', "")[..24]
         ),
+        tail,
     };
     let finished = sandbox.invoke(job).await;
     drop(claim);

@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::{Notify, oneshot};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::runtimes::Launch;
 
@@ -50,6 +50,9 @@ pub struct Job {
     pub invoked_arn: String,
     pub client_context: Option<String>,
     pub trace_id: String,
+    /// The caller asked for the log tail: everything the process wrote before it answered
+    /// must be in [`Finished::logs`].
+    pub tail: bool,
 }
 
 /// How an invocation ended, as the process (or its death) said.
@@ -95,7 +98,9 @@ struct Shared {
     pending: Mutex<Option<Pending>>,
     notify: Notify,
     current: Mutex<Option<Current>>,
-    logs: Mutex<String>,
+    logs: Mutex<Vec<u8>>,
+    /// One per output pipe: asks its collector to read whatever the pipe holds now.
+    drains: Mutex<Vec<mpsc::UnboundedSender<oneshot::Sender<()>>>>,
     spawned: Instant,
     first_next: OnceLock<Instant>,
     dead: AtomicBool,
@@ -152,7 +157,8 @@ impl Sandbox {
             pending: Mutex::new(None),
             notify: Notify::new(),
             current: Mutex::new(None),
-            logs: Mutex::new(String::new()),
+            logs: Mutex::new(Vec::new()),
+            drains: Mutex::new(Vec::new()),
             spawned: Instant::now(),
             first_next: OnceLock::new(),
             dead: AtomicBool::new(false),
@@ -178,10 +184,10 @@ impl Sandbox {
             }
         };
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(collect_logs(out, shared.clone()));
+            spawn_collector(out, &shared);
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(collect_logs(err, shared.clone()));
+            spawn_collector(err, &shared);
         }
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let watched = shared.clone();
@@ -235,6 +241,7 @@ impl Sandbox {
     /// [`INIT_TIMEOUT`]), then for its answer until the function's timeout. A process that
     /// runs out of time is stopped.
     pub async fn invoke(&self, job: Job) -> Finished {
+        let tail = job.tail;
         let (picked_tx, picked_rx) = oneshot::channel();
         let (reply_tx, reply_rx) = oneshot::channel();
         self.shared.logs.lock().expect("sandbox lock").clear();
@@ -263,11 +270,15 @@ impl Sandbox {
                 let result = reply_rx
                     .await
                     .unwrap_or(JobResult::Exited("unknown".into()));
-                return self.finish(result, asked.elapsed(), init_duration());
+                let init = init_duration();
+                return self.finish(result, asked.elapsed(), init, tail).await;
             }
             Err(_) => {
                 self.stop();
-                return self.finish(JobResult::TimedOut, asked.elapsed(), init_duration());
+                let init = init_duration();
+                return self
+                    .finish(JobResult::TimedOut, asked.elapsed(), init, tail)
+                    .await;
             }
         };
         let deadline = started + self.shared.spec.timeout;
@@ -280,27 +291,57 @@ impl Sandbox {
                 JobResult::TimedOut
             }
         };
-        self.finish(result, started.elapsed(), init_duration())
+        let init = init_duration();
+        self.finish(result, started.elapsed(), init, tail).await
     }
 
-    fn finish(
+    async fn finish(
         &self,
         result: JobResult,
         duration: Duration,
         init_duration: Option<Duration>,
+        tail: bool,
     ) -> Finished {
         if let JobResult::InitError(_) = result {
             // The runtime gave up during its start and exits; Lambda starts the next
             // invocation in a fresh sandbox, so this one is never handed work again.
             self.stop();
         }
+        if tail {
+            self.drain_logs().await;
+        }
         let logs = std::mem::take(&mut *self.shared.logs.lock().expect("sandbox lock"));
+        let logs = String::from_utf8_lossy(&logs).into_owned();
         Finished {
             result,
             duration,
             init_duration,
             logs,
         }
+    }
+}
+
+impl Sandbox {
+    /// Waits until the collectors have read what the process's pipes hold now: what it
+    /// wrote before answering is in them, though it may not have been read yet.
+    async fn drain_logs(&self) {
+        let asked: Vec<_> = self
+            .shared
+            .drains
+            .lock()
+            .expect("sandbox lock")
+            .iter()
+            .filter_map(|drain| {
+                let (done, read) = oneshot::channel();
+                drain.send(done).ok().map(|()| read)
+            })
+            .collect();
+        let all = async {
+            for read in asked {
+                let _ = read.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(200), all).await;
     }
 }
 
@@ -382,13 +423,60 @@ fn runtime_environment(spec: &SandboxSpec, addr: SocketAddr, id: u64) -> Vec<(St
     env
 }
 
-async fn collect_logs(stream: impl AsyncRead + Unpin, shared: Arc<Shared>) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::debug!(target: "fledge_local::function", function = %shared.spec.function, version = %shared.spec.version, "{line}");
-        let mut logs = shared.logs.lock().expect("sandbox lock");
-        logs.push_str(&line);
-        logs.push('\n');
+/// Starts the task that keeps what the process writes to `pipe` for its invocation's log.
+fn spawn_collector<P>(pipe: P, shared: &Arc<Shared>)
+where
+    P: AsyncRead + Unpin + Send + 'static + std::os::fd::AsFd,
+{
+    // A second handle on the same pipe, to read what it holds right now without waiting
+    // for the reactor to report it. tokio makes its end of a child's pipe non-blocking,
+    // and the handles share that, so such a read never waits.
+    let now = pipe
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::fs::File::from);
+    let (drain, drains) = mpsc::unbounded_channel();
+    shared.drains.lock().expect("sandbox lock").push(drain);
+    tokio::spawn(collect_logs(pipe, now, shared.clone(), drains));
+}
+
+/// Appends what the process writes to its log until the pipe closes. A drain request reads
+/// whatever the pipe holds at once, in the same task, so the order is kept.
+async fn collect_logs(
+    mut pipe: impl AsyncRead + Unpin,
+    mut now: Option<std::fs::File>,
+    shared: Arc<Shared>,
+    mut drains: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+) {
+    let keep = |bytes: &[u8]| {
+        for line in String::from_utf8_lossy(bytes).lines() {
+            tracing::debug!(target: "fledge_local::function", function = %shared.spec.function, version = %shared.spec.version, "{line}");
+        }
+        shared
+            .logs
+            .lock()
+            .expect("sandbox lock")
+            .extend_from_slice(bytes);
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = drains.recv() => {
+                if let Some(file) = now.as_mut() {
+                    use std::io::Read;
+                    while let Ok(n @ 1..) = file.read(&mut buf) {
+                        keep(&buf[..n]);
+                    }
+                }
+                let _ = done.send(());
+            }
+            read = pipe.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => keep(&buf[..n]),
+            },
+        }
     }
 }
 

@@ -53,6 +53,9 @@ pub struct PlatformConfig {
     /// The Python interpreter (with awslambdaric) for `python3.x` functions; by default
     /// `python3.x`, then `python3`, from `PATH`.
     pub python: Option<PathBuf>,
+    /// The waits before the retries of an asynchronous event whose function failed
+    /// (Lambda's: 1 minute, then 2).
+    pub async_retry_delays: Vec<Duration>,
 }
 
 impl PlatformConfig {
@@ -66,6 +69,7 @@ impl PlatformConfig {
             idle_timeout: Duration::from_secs(300),
             metrics_retention: Duration::from_secs(3 * 3600),
             python: None,
+            async_retry_delays: vec![Duration::from_secs(60), Duration::from_secs(120)],
         }
     }
 }

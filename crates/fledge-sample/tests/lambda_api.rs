@@ -582,6 +582,87 @@ async fn event_and_dry_run() {
     assert_eq!(e.code(), Some("RequestTooLargeException"));
 }
 
+/// `(Invocations, Errors)` of function `name` so far, from the CloudWatch API.
+async fn invocations_and_errors(p: &common::TestPlatform, name: &str) -> (f64, f64) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let now = std::time::SystemTime::now();
+    let mut out = [0.0; 2];
+    for (i, metric) in ["Invocations", "Errors"].into_iter().enumerate() {
+        let stats = p
+            .cloudwatch
+            .get_metric_statistics()
+            .namespace("AWS/Lambda")
+            .metric_name(metric)
+            .dimensions(
+                Dimension::builder()
+                    .name("FunctionName")
+                    .value(name)
+                    .build(),
+            )
+            .start_time(DateTime::from(now - Duration::from_secs(600)))
+            .end_time(DateTime::from(now + Duration::from_secs(60)))
+            .period(60)
+            .statistics(Statistic::Sum)
+            .send()
+            .await
+            .unwrap();
+        out[i] = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
+    }
+    (out[0], out[1])
+}
+
+/// Asynchronous events are not lost: ones throttled by the function's concurrency wait
+/// their turn, and one whose function fails is tried twice more (Lambda's default), then
+/// no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asynchronous_events_are_queued_and_retried() {
+    let p = common::start_in(common::temp_dir("async-retry"), |c| {
+        c.async_retry_delays = vec![Duration::from_millis(200), Duration::from_millis(400)];
+    })
+    .await;
+    p.create_sample("slow", &[("SAMPLE_LATENCY_MS", "300")], 3)
+        .await;
+    p.lambda
+        .put_function_concurrency()
+        .function_name("slow")
+        .reserved_concurrent_executions(1)
+        .send()
+        .await
+        .unwrap();
+    p.create_sample("bad", &[("SAMPLE_ERROR_RATE", "1")], 3)
+        .await;
+    let event = |name: &'static str| {
+        p.lambda
+            .invoke()
+            .function_name(name)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(Blob::new("{}"))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(event("slow:1").await.unwrap().status_code(), 202);
+    }
+    assert_eq!(event("bad:1").await.unwrap().status_code(), 202);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let slow = invocations_and_errors(&p, "slow").await;
+        let bad = invocations_and_errors(&p, "bad").await;
+        if slow == (3.0, 0.0) && bad == (3.0, 3.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 30 s: slow {slow:?} (want 3 invocations), bad {bad:?} (want 3 failed)"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Two retries, then the event is dropped: nothing more runs.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(invocations_and_errors(&p, "bad").await, (3.0, 3.0));
+}
+
 /// Injected faults reach SDK callers with Lambda's error types, then stop.
 #[tokio::test]
 async fn injected_faults() {
