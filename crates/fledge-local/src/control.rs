@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::server::Platform;
-use crate::store::{Alias, ConfigChange, Function, FunctionVersion, NewFunction};
+use crate::store::{
+    Alias, ConfigChange, EventInvokeConfig, Function, FunctionVersion, NewFunction,
+};
 use crate::wire::ApiError;
 
 type Answer = Result<Response, ApiError>;
@@ -662,6 +664,172 @@ pub async fn delete_concurrency(
     let r = function_name(&p, &name, NameKind::Function)?;
     p.store.set_concurrency(&r.name, None)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- asynchronous invocation options ----
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct EventInvokeInput {
+    maximum_retry_attempts: Option<i64>,
+    maximum_event_age_in_seconds: Option<i64>,
+    destination_config: Option<Value>,
+}
+
+impl EventInvokeInput {
+    /// Lambda's ranges (0–2 retries, 60–21600 s); destinations are refused, since fledge
+    /// local would not deliver to them.
+    fn check(self) -> Result<EventInvokeConfig, LambdaError> {
+        let retries = self
+            .maximum_retry_attempts
+            .map(|n| match n {
+                0..=2 => Ok(n as u32),
+                n if n < 0 => Err(LambdaError::validation(
+                    &n.to_string(),
+                    "maximumRetryAttempts",
+                    "Member must have value greater than or equal to 0",
+                )),
+                n => Err(LambdaError::validation(
+                    &n.to_string(),
+                    "maximumRetryAttempts",
+                    "Member must have value less than or equal to 2",
+                )),
+            })
+            .transpose()?;
+        let age = self
+            .maximum_event_age_in_seconds
+            .map(|n| match n {
+                60..=21600 => Ok(n as u32),
+                n if n < 60 => Err(LambdaError::validation(
+                    &n.to_string(),
+                    "maximumEventAgeInSeconds",
+                    "Member must have value greater than or equal to 60",
+                )),
+                n => Err(LambdaError::validation(
+                    &n.to_string(),
+                    "maximumEventAgeInSeconds",
+                    "Member must have value less than or equal to 21600",
+                )),
+            })
+            .transpose()?;
+        let destinations: Vec<&str> = ["OnSuccess", "OnFailure"]
+            .iter()
+            .filter_map(|k| {
+                self.destination_config.as_ref()?[k]["Destination"]
+                    .as_str()
+                    .filter(|d| !d.is_empty())
+            })
+            .collect();
+        if !destinations.is_empty() {
+            return Err(LambdaError::invalid_parameter(format!(
+                "fledge local does not send invocation records to destinations ({}); leave DestinationConfig out",
+                destinations.join(", ")
+            )));
+        }
+        Ok(EventInvokeConfig {
+            maximum_retry_attempts: retries,
+            maximum_event_age_in_seconds: age,
+            last_modified_ms: 0,
+        })
+    }
+}
+
+/// `FunctionEventInvokeConfig` as Lambda renders it.
+fn event_invoke_json(qualified_arn: &str, c: &EventInvokeConfig) -> Value {
+    let mut v = json!({
+        "FunctionArn": qualified_arn,
+        "LastModified": c.last_modified_ms as f64 / 1000.0,
+        "DestinationConfig": {"OnSuccess": {}, "OnFailure": {}},
+    });
+    if let Some(n) = c.maximum_retry_attempts {
+        v["MaximumRetryAttempts"] = n.into();
+    }
+    if let Some(n) = c.maximum_event_age_in_seconds {
+        v["MaximumEventAgeInSeconds"] = n.into();
+    }
+    v
+}
+
+/// The function and qualifier an event-invoke-config path and query name.
+fn qualified(
+    p: &Platform,
+    raw: &str,
+    qualifier: Option<&str>,
+) -> Result<(String, Option<String>), LambdaError> {
+    let r = function_name(p, raw, NameKind::Namespaced)?.with_qualifier_param(qualifier)?;
+    Ok((r.name.clone(), r.qualifier.as_ref().map(|q| q.to_string())))
+}
+
+async fn set_event_invoke(
+    p: &Platform,
+    name: &str,
+    q: QualifierQuery,
+    bytes: &Bytes,
+    replace: bool,
+) -> Answer {
+    let change = body::<EventInvokeInput>(bytes)?.check()?;
+    let (name, qualifier) = qualified(p, name, q.qualifier.as_deref())?;
+    let (arn, config) = p
+        .store
+        .set_event_invoke(&name, qualifier.as_deref(), change, replace)?;
+    Ok(ok(event_invoke_json(&arn, &config)))
+}
+
+pub async fn put_event_invoke(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("PutFunctionEventInvokeConfig").await?;
+    set_event_invoke(&p, &name, q, &bytes, true).await
+}
+
+pub async fn update_event_invoke(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("UpdateFunctionEventInvokeConfig").await?;
+    set_event_invoke(&p, &name, q, &bytes, false).await
+}
+
+pub async fn get_event_invoke(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Answer {
+    p.faults.apply("GetFunctionEventInvokeConfig").await?;
+    let (name, qualifier) = qualified(&p, &name, q.qualifier.as_deref())?;
+    let (arn, config) = p.store.event_invoke(&name, qualifier.as_deref())?;
+    Ok(ok(event_invoke_json(&arn, &config)))
+}
+
+pub async fn delete_event_invoke(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> Answer {
+    p.faults.apply("DeleteFunctionEventInvokeConfig").await?;
+    let (name, qualifier) = qualified(&p, &name, q.qualifier.as_deref())?;
+    p.store.delete_event_invoke(&name, qualifier.as_deref())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn list_event_invokes(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+) -> Answer {
+    p.faults.apply("ListFunctionEventInvokeConfigs").await?;
+    let r = function_name(&p, &name, NameKind::Function)?;
+    let configs: Vec<Value> = p
+        .store
+        .event_invokes(&r.name)?
+        .iter()
+        .map(|(arn, c)| event_invoke_json(arn, c))
+        .collect();
+    Ok(ok(json!({"FunctionEventInvokeConfigs": configs})))
 }
 
 /// Any Lambda path fledge local does not implement: a clear, non-retryable answer at once.

@@ -336,9 +336,31 @@ const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Runs an accepted asynchronous event as Lambda does: a throttled try is tried again with
 /// backoff (1 s, 2 s, … up to 5 minutes) rather than lost; a function error is retried
-/// [`ASYNC_RETRIES`] times after the platform's retry delays (Lambda's: 1 then 2 minutes);
-/// an event older than [`ASYNC_MAX_AGE`] is dropped. Each try routes an alias afresh.
+/// (by default [`ASYNC_RETRIES`] times) after the platform's retry delays (Lambda's: 1 then
+/// 2 minutes); an event older than its maximum age (by default [`ASYNC_MAX_AGE`]) is
+/// dropped. The invoked qualifier's PutFunctionEventInvokeConfig options set both. Each
+/// try routes an alias afresh.
 async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Target) {
+    let qualifier = event
+        .reference
+        .qualifier
+        .as_ref()
+        .map_or("$LATEST".to_owned(), |q| q.to_string());
+    let options = platform
+        .store
+        .read(|functions| {
+            functions
+                .get(&event.reference.name)
+                .and_then(|f| f.event_invoke.get(&qualifier))
+                .cloned()
+        })
+        .unwrap_or_default();
+    let retries = options
+        .maximum_retry_attempts
+        .map_or(ASYNC_RETRIES, |n| n as usize);
+    let max_age = options
+        .maximum_event_age_in_seconds
+        .map_or(ASYNC_MAX_AGE, |s| Duration::from_secs(s.into()));
     let mut failures = 0;
     let mut throttle_backoff = Duration::from_secs(1);
     loop {
@@ -372,7 +394,7 @@ async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Targ
             }
             Ok(_) => {
                 failures += 1;
-                if failures > ASYNC_RETRIES {
+                if failures > retries {
                     tracing::info!(
                         "asynchronous event {} for {} failed {failures} times; dropped",
                         event.request_id,
@@ -388,9 +410,9 @@ async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Targ
                     .unwrap_or(Duration::from_secs(120))
             }
         };
-        if event.received.elapsed() + wait > ASYNC_MAX_AGE {
+        if event.received.elapsed() + wait > max_age {
             tracing::info!(
-                "asynchronous event {} for {} is older than {ASYNC_MAX_AGE:?}; dropped",
+                "asynchronous event {} for {} would be older than {max_age:?}; dropped",
                 event.request_id,
                 event.reference
             );

@@ -229,6 +229,17 @@ fn router(platform: Arc<Platform>) -> Router {
             get(control::get_concurrency),
         )
         .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            axum::routing::put(control::put_event_invoke)
+                .post(control::update_event_invoke)
+                .get(control::get_event_invoke)
+                .delete(control::delete_event_invoke),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(control::list_event_invokes),
+        )
+        .route(
             "/service/GraniteServiceVersion20100801/operation/{op}",
             post(cloudwatch::cbor),
         )

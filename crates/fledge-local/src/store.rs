@@ -107,6 +107,19 @@ pub struct Function {
     pub next_version: u64,
     pub aliases: BTreeMap<String, Alias>,
     pub reserved_concurrency: Option<u32>,
+    /// Options for asynchronous invocation, by qualifier as invoked (`$LATEST`, a version
+    /// number or an alias name).
+    #[serde(default)]
+    pub event_invoke: BTreeMap<String, EventInvokeConfig>,
+}
+
+/// PutFunctionEventInvokeConfig's options for one qualifier; unset ones are Lambda's
+/// defaults (2 retries, 6 hours).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventInvokeConfig {
+    pub maximum_retry_attempts: Option<u32>,
+    pub maximum_event_age_in_seconds: Option<u32>,
+    pub last_modified_ms: u64,
 }
 
 impl Function {
@@ -370,6 +383,7 @@ impl Store {
                 next_version: 1,
                 aliases: BTreeMap::new(),
                 reserved_concurrency: None,
+                event_invoke: BTreeMap::new(),
             };
             if new.publish {
                 let published = publish(&mut function, None, None, None)?;
@@ -408,6 +422,7 @@ impl Store {
                         ));
                     }
                     function.versions.remove(&n);
+                    function.event_invoke.remove(q);
                     Ok(())
                 }
                 Some(_) => Err(LambdaError::invalid_parameter("Deletion of aliases is not currently supported.")),
@@ -529,6 +544,105 @@ impl Store {
         })
     }
 
+    // ---- asynchronous invocation ----
+
+    /// Sets the asynchronous-invocation options of `qualifier` (`None` is `$LATEST`): all of
+    /// them with `replace` (PutFunctionEventInvokeConfig), or only the given ones
+    /// (UpdateFunctionEventInvokeConfig). Answers the qualified ARN and the options.
+    pub fn set_event_invoke(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        change: EventInvokeConfig,
+        replace: bool,
+    ) -> Result<(String, EventInvokeConfig), LambdaError> {
+        let q = qualifier.unwrap_or("$LATEST").to_owned();
+        self.write(name, |functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            if !qualifier_exists(function, &q) {
+                return Err(self.not_found(name, Some(&q)));
+            }
+            let config = function.event_invoke.entry(q.clone()).or_default();
+            if replace {
+                *config = change;
+            } else {
+                config.maximum_retry_attempts = change
+                    .maximum_retry_attempts
+                    .or(config.maximum_retry_attempts);
+                config.maximum_event_age_in_seconds = change
+                    .maximum_event_age_in_seconds
+                    .or(config.maximum_event_age_in_seconds);
+            }
+            config.last_modified_ms = now_ms();
+            Ok((format!("{}:{q}", self.function_arn(name)), config.clone()))
+        })
+    }
+
+    /// The asynchronous-invocation options of `qualifier`, with its qualified ARN.
+    pub fn event_invoke(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(String, EventInvokeConfig), LambdaError> {
+        let q = qualifier.unwrap_or("$LATEST");
+        let arn = format!("{}:{q}", self.function_arn(name));
+        self.read(|functions| {
+            let function = functions
+                .get(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            if !qualifier_exists(function, q) {
+                return Err(self.not_found(name, Some(q)));
+            }
+            function
+                .event_invoke
+                .get(q)
+                .cloned()
+                .map(|c| (arn.clone(), c))
+                .ok_or_else(|| no_event_invoke_config(&arn))
+        })
+    }
+
+    /// Every qualifier's asynchronous-invocation options, with their qualified ARNs.
+    pub fn event_invokes(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, EventInvokeConfig)>, LambdaError> {
+        let arn = self.function_arn(name);
+        self.read(|functions| {
+            let function = functions
+                .get(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            Ok(function
+                .event_invoke
+                .iter()
+                .map(|(q, c)| (format!("{arn}:{q}"), c.clone()))
+                .collect())
+        })
+    }
+
+    pub fn delete_event_invoke(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), LambdaError> {
+        let q = qualifier.unwrap_or("$LATEST");
+        self.write(name, |functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            if !qualifier_exists(function, q) {
+                return Err(self.not_found(name, Some(q)));
+            }
+            function
+                .event_invoke
+                .remove(q)
+                .map(drop)
+                .ok_or_else(|| no_event_invoke_config(&format!("{}:{q}", self.function_arn(name))))
+        })
+    }
+
     // ---- aliases ----
 
     pub fn create_alias(
@@ -622,6 +736,7 @@ impl Store {
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
             function.aliases.remove(alias);
+            function.event_invoke.remove(alias);
             Ok(())
         })
     }
@@ -693,6 +808,22 @@ fn publish(
     new_latest.revision_id = uuid();
     function.latest = Arc::new(new_latest);
     Ok(version)
+}
+
+/// Whether `q` (`$LATEST`, a version number, an alias name) names something of `function`.
+fn qualifier_exists(function: &Function, q: &str) -> bool {
+    q == "$LATEST"
+        || q.parse::<u64>()
+            .is_ok_and(|n| function.versions.contains_key(&n))
+        || function.aliases.contains_key(q)
+}
+
+/// Lambda's answer for a qualifier without options (message as LocalStack gives it;
+/// unverified against AWS).
+fn no_event_invoke_config(qualified_arn: &str) -> LambdaError {
+    LambdaError::not_found(format!(
+        "The function {qualified_arn} doesn't have an EventInvokeConfig"
+    ))
 }
 
 /// `arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+`, checked by shape only.

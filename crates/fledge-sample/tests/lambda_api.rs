@@ -661,6 +661,186 @@ async fn asynchronous_events_are_queued_and_retried() {
     // Two retries, then the event is dropped: nothing more runs.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(invocations_and_errors(&p, "bad").await, (3.0, 3.0));
+
+    // With no retries asked for (PutFunctionEventInvokeConfig), an event runs once.
+    p.lambda
+        .put_function_event_invoke_config()
+        .function_name("bad")
+        .qualifier("1")
+        .maximum_retry_attempts(0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(event("bad:1").await.unwrap().status_code(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while invocations_and_errors(&p, "bad").await != (4.0, 4.0) {
+        assert!(std::time::Instant::now() < deadline, "the event never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(invocations_and_errors(&p, "bad").await, (4.0, 4.0));
+}
+
+/// The asynchronous-invocation options per qualifier: shapes, Lambda's ranges, replace
+/// against update, and the answers for a qualifier without options.
+#[tokio::test]
+async fn event_invoke_config_answers_as_lambda_does() {
+    let p = start("event-invoke").await;
+    p.create_sample("f", &[], 3).await;
+    let arn = "arn:aws:lambda:us-east-1:000000000000:function:f";
+    let put = p
+        .lambda
+        .put_function_event_invoke_config()
+        .function_name("f")
+        .qualifier("1")
+        .maximum_retry_attempts(1)
+        .maximum_event_age_in_seconds(600)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.function_arn(), Some(format!("{arn}:1").as_str()));
+    assert_eq!(put.maximum_retry_attempts(), Some(1));
+    assert_eq!(put.maximum_event_age_in_seconds(), Some(600));
+    assert!(put.last_modified().is_some());
+
+    // Update keeps what it does not name; Put replaces everything.
+    let updated = p
+        .lambda
+        .update_function_event_invoke_config()
+        .function_name("f")
+        .qualifier("1")
+        .maximum_retry_attempts(0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            updated.maximum_retry_attempts(),
+            updated.maximum_event_age_in_seconds()
+        ),
+        (Some(0), Some(600))
+    );
+    let replaced = p
+        .lambda
+        .put_function_event_invoke_config()
+        .function_name("f")
+        .qualifier("1")
+        .maximum_event_age_in_seconds(120)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            replaced.maximum_retry_attempts(),
+            replaced.maximum_event_age_in_seconds()
+        ),
+        (None, Some(120))
+    );
+    let got = p
+        .lambda
+        .get_function_event_invoke_config()
+        .function_name("f")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.maximum_event_age_in_seconds(), Some(120));
+
+    let rejected = |retries: i32, age: i32| {
+        p.lambda
+            .put_function_event_invoke_config()
+            .function_name("f")
+            .maximum_retry_attempts(retries)
+            .maximum_event_age_in_seconds(age)
+            .send()
+    };
+    let e = rejected(3, 600).await.unwrap_err();
+    assert_eq!(e.code(), Some("ValidationException"));
+    assert_eq!(
+        e.message(),
+        Some(
+            "1 validation error detected: Value '3' at 'maximumRetryAttempts' failed to satisfy constraint: Member must have value less than or equal to 2"
+        )
+    );
+    let e = rejected(1, 30).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some(
+            "1 validation error detected: Value '30' at 'maximumEventAgeInSeconds' failed to satisfy constraint: Member must have value greater than or equal to 60"
+        )
+    );
+    let e = p
+        .lambda
+        .put_function_event_invoke_config()
+        .function_name("f")
+        .destination_config(
+            aws_sdk_lambda::types::DestinationConfig::builder()
+                .on_failure(
+                    aws_sdk_lambda::types::OnFailure::builder()
+                        .destination("arn:aws:sqs:us-east-1:000000000000:dlq")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameterValueException"));
+    assert!(
+        e.message()
+            .unwrap()
+            .contains("arn:aws:sqs:us-east-1:000000000000:dlq")
+    );
+
+    let e = p
+        .lambda
+        .get_function_event_invoke_config()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ResourceNotFoundException"));
+    assert_eq!(
+        e.message(),
+        Some(format!("The function {arn}:$LATEST doesn't have an EventInvokeConfig").as_str())
+    );
+    let e = p
+        .lambda
+        .get_function_event_invoke_config()
+        .function_name("f")
+        .qualifier("9")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some(format!("Function not found: {arn}:9").as_str())
+    );
+
+    let listed = p
+        .lambda
+        .list_function_event_invoke_configs()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.function_event_invoke_configs().len(), 1);
+    p.lambda
+        .delete_function_event_invoke_config()
+        .function_name("f")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    let e = p
+        .lambda
+        .get_function_event_invoke_config()
+        .function_name("f")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ResourceNotFoundException"));
 }
 
 /// Injected faults reach SDK callers with Lambda's error types, then stop.
