@@ -13,7 +13,7 @@ use base64::Engine;
 use fledge_core::lambda::{ErrorType, FunctionRef, LambdaError, NameKind, Qualifier, Version};
 use serde::Deserialize;
 
-use crate::metrics::{Sample, SeriesKey};
+use crate::metrics::{AsyncSample, Sample, SeriesKey};
 use crate::routing::{RoutingMode, sticky_key};
 use crate::sandbox::{Finished, Job, JobResult, Sandbox, SandboxSpec, StartError};
 use crate::scale::{Decision, PoolView, decide, should_reap};
@@ -340,7 +340,35 @@ const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// 2 minutes); an event older than its maximum age (by default [`ASYNC_MAX_AGE`]) is
 /// dropped. The invoked qualifier's PutFunctionEventInvokeConfig options set both. Each
 /// try routes an alias afresh.
-async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Target) {
+async fn run_event(platform: Arc<Platform>, event: QueuedEvent, target: Target) {
+    let series = SeriesKey {
+        function: target.function.as_str().into(),
+        resource: target.resource.as_deref().map(Into::into),
+        executed: None,
+    };
+    let metric = |sample| {
+        platform
+            .metrics
+            .record_async(series.clone(), now_ms(), sample)
+    };
+    metric(AsyncSample::Received);
+    if let Err(why) = try_event(&platform, &event, target, &metric).await {
+        metric(AsyncSample::Dropped);
+        tracing::info!(
+            "asynchronous event {} for {} dropped: {why}",
+            event.request_id,
+            event.reference
+        );
+    }
+}
+
+/// Tries `event` until it runs (`Ok`) or is given up on (`Err`, saying why).
+async fn try_event(
+    platform: &Platform,
+    event: &QueuedEvent,
+    mut target: Target,
+    metric: &impl Fn(AsyncSample),
+) -> Result<(), String> {
     let qualifier = event
         .reference
         .qualifier
@@ -364,8 +392,11 @@ async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Targ
     let mut failures = 0;
     let mut throttle_backoff = Duration::from_secs(1);
     loop {
+        metric(AsyncSample::Age(
+            event.received.elapsed().as_secs_f64() * 1000.0,
+        ));
         let outcome = run_with_id(
-            &platform,
+            platform,
             &target,
             event.payload.clone(),
             event.client_context.clone(),
@@ -377,30 +408,17 @@ async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Targ
             Ok(Outcome::Ran(Finished {
                 result: JobResult::Response(_),
                 ..
-            })) => return,
+            })) => return Ok(()),
             Err(e) if e.kind == ErrorType::TooManyRequests => {
                 let wait = throttle_backoff;
                 throttle_backoff = (throttle_backoff * 2).min(THROTTLE_BACKOFF_MAX);
                 wait
             }
-            Err(e) => {
-                tracing::warn!(
-                    "asynchronous event {} for {} dropped: {}",
-                    event.request_id,
-                    event.reference,
-                    e.message
-                );
-                return;
-            }
+            Err(e) => return Err(e.message),
             Ok(_) => {
                 failures += 1;
                 if failures > retries {
-                    tracing::info!(
-                        "asynchronous event {} for {} failed {failures} times; dropped",
-                        event.request_id,
-                        event.reference
-                    );
-                    return;
+                    return Err(format!("its function failed {failures} times"));
                 }
                 platform
                     .config
@@ -411,12 +429,7 @@ async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Targ
             }
         };
         if event.received.elapsed() + wait > max_age {
-            tracing::info!(
-                "asynchronous event {} for {} would be older than {max_age:?}; dropped",
-                event.request_id,
-                event.reference
-            );
-            return;
+            return Err(format!("it would be older than {max_age:?}"));
         }
         tokio::time::sleep(wait).await;
         let header = |h: &str| {
@@ -430,18 +443,7 @@ async fn run_event(platform: Arc<Platform>, event: QueuedEvent, mut target: Targ
             RoutingMode::Sticky { key } => sticky_key(key, |h| header(h), &event.payload),
             _ => None,
         };
-        target = match resolve(&platform, &event.reference, sticky) {
-            Ok(target) => target,
-            Err(e) => {
-                tracing::warn!(
-                    "asynchronous event {} for {} dropped: {}",
-                    event.request_id,
-                    event.reference,
-                    e.message
-                );
-                return;
-            }
-        };
+        target = resolve(platform, &event.reference, sticky).map_err(|e| e.message)?;
     }
 }
 

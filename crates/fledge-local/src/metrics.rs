@@ -27,6 +27,11 @@ pub struct Second {
     pub invocations: u64,
     pub errors: u64,
     pub throttles: u64,
+    /// Asynchronous events accepted, and dropped without a successful run.
+    pub async_received: u64,
+    pub async_dropped: u64,
+    /// How long each asynchronous try had waited since its event was accepted (ms).
+    async_age: Summary,
     duration: Summary,
     concurrency: Summary,
     durations: LatencyHistogram,
@@ -73,6 +78,9 @@ impl Second {
         self.invocations += o.invocations;
         self.errors += o.errors;
         self.throttles += o.throttles;
+        self.async_received += o.async_received;
+        self.async_dropped += o.async_dropped;
+        self.async_age.merge(&o.async_age);
         self.duration.merge(&o.duration);
         self.concurrency.merge(&o.concurrency);
         self.durations.merge(&o.durations);
@@ -111,12 +119,15 @@ impl Statistic {
 }
 
 /// The metrics Lambda publishes that fledge local records.
-pub const METRICS: [&str; 5] = [
+pub const METRICS: [&str; 8] = [
     "Invocations",
     "Errors",
     "Throttles",
     "Duration",
     "ConcurrentExecutions",
+    "AsyncEventsReceived",
+    "AsyncEventAge",
+    "AsyncEventsDropped",
 ];
 
 /// Every invocation's numbers, by second.
@@ -135,7 +146,30 @@ pub struct Sample {
     pub concurrency: u64,
 }
 
+/// What happened to an asynchronous event, for the `AsyncEvent…` metrics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AsyncSample {
+    /// Accepted (202).
+    Received,
+    /// A try started this long (ms) after the event was accepted.
+    Age(f64),
+    /// Given up on without a successful run.
+    Dropped,
+}
+
 impl Metrics {
+    /// Records what happened to an asynchronous event at `at_ms`.
+    pub fn record_async(&self, key: SeriesKey, at_ms: u64, sample: AsyncSample) {
+        let second = (at_ms / 1000) as i64;
+        let mut series = self.series.lock().expect("metrics lock");
+        let point = series.entry(key).or_default().entry(second).or_default();
+        match sample {
+            AsyncSample::Received => point.async_received += 1,
+            AsyncSample::Age(ms) => point.async_age.add(ms),
+            AsyncSample::Dropped => point.async_dropped += 1,
+        }
+    }
+
     pub fn new(retention_secs: i64) -> Metrics {
         Metrics {
             series: Mutex::new(HashMap::new()),
@@ -277,6 +311,13 @@ impl Aggregate {
             "Throttles" if s.throttles > 0 => counter(s.throttles, s.throttles),
             "Duration" if s.duration.count > 0 => summary(&s.duration, Some(&s.durations)),
             "ConcurrentExecutions" if s.concurrency.count > 0 => summary(&s.concurrency, None),
+            "AsyncEventsReceived" if s.async_received > 0 => {
+                counter(s.async_received, s.async_received)
+            }
+            "AsyncEventsDropped" if s.async_dropped > 0 => {
+                counter(s.async_dropped, s.async_dropped)
+            }
+            "AsyncEventAge" if s.async_age.count > 0 => summary(&s.async_age, None),
             _ => return None,
         };
         Some(agg)

@@ -582,34 +582,52 @@ async fn event_and_dry_run() {
     assert_eq!(e.code(), Some("RequestTooLargeException"));
 }
 
-/// `(Invocations, Errors)` of function `name` so far, from the CloudWatch API.
-async fn invocations_and_errors(p: &common::TestPlatform, name: &str) -> (f64, f64) {
+/// The `statistic` of `metric` for function `name` over the last 10 minutes, from the
+/// CloudWatch API.
+async fn metric_total(
+    p: &common::TestPlatform,
+    name: &str,
+    metric: &str,
+    statistic: aws_sdk_cloudwatch::types::Statistic,
+) -> f64 {
     use aws_sdk_cloudwatch::primitives::DateTime;
-    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    use aws_sdk_cloudwatch::types::Dimension;
     let now = std::time::SystemTime::now();
-    let mut out = [0.0; 2];
-    for (i, metric) in ["Invocations", "Errors"].into_iter().enumerate() {
-        let stats = p
-            .cloudwatch
-            .get_metric_statistics()
-            .namespace("AWS/Lambda")
-            .metric_name(metric)
-            .dimensions(
-                Dimension::builder()
-                    .name("FunctionName")
-                    .value(name)
-                    .build(),
-            )
-            .start_time(DateTime::from(now - Duration::from_secs(600)))
-            .end_time(DateTime::from(now + Duration::from_secs(60)))
-            .period(60)
-            .statistics(Statistic::Sum)
-            .send()
-            .await
-            .unwrap();
-        out[i] = stats.datapoints().iter().filter_map(|d| d.sum()).sum();
-    }
-    (out[0], out[1])
+    let stats = p
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace("AWS/Lambda")
+        .metric_name(metric)
+        .dimensions(
+            Dimension::builder()
+                .name("FunctionName")
+                .value(name)
+                .build(),
+        )
+        .start_time(DateTime::from(now - Duration::from_secs(600)))
+        .end_time(DateTime::from(now + Duration::from_secs(60)))
+        .period(60)
+        .statistics(statistic.clone())
+        .send()
+        .await
+        .unwrap();
+    stats
+        .datapoints()
+        .iter()
+        .filter_map(|d| match statistic {
+            aws_sdk_cloudwatch::types::Statistic::SampleCount => d.sample_count(),
+            _ => d.sum(),
+        })
+        .sum()
+}
+
+/// `(Invocations, Errors)` of function `name` so far.
+async fn invocations_and_errors(p: &common::TestPlatform, name: &str) -> (f64, f64) {
+    use aws_sdk_cloudwatch::types::Statistic::Sum;
+    (
+        metric_total(p, name, "Invocations", Sum).await,
+        metric_total(p, name, "Errors", Sum).await,
+    )
 }
 
 /// Asynchronous events are not lost: ones throttled by the function's concurrency wait
@@ -679,6 +697,29 @@ async fn asynchronous_events_are_queued_and_retried() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(invocations_and_errors(&p, "bad").await, (4.0, 4.0));
+
+    // Lambda's asynchronous metrics: two events taken, four tries, both given up on.
+    use aws_sdk_cloudwatch::types::Statistic::{SampleCount, Sum};
+    assert_eq!(
+        metric_total(&p, "bad", "AsyncEventsReceived", Sum).await,
+        2.0
+    );
+    assert_eq!(
+        metric_total(&p, "bad", "AsyncEventAge", SampleCount).await,
+        4.0
+    );
+    assert_eq!(
+        metric_total(&p, "bad", "AsyncEventsDropped", Sum).await,
+        2.0
+    );
+    assert_eq!(
+        metric_total(&p, "slow", "AsyncEventsDropped", Sum).await,
+        0.0
+    );
+    assert_eq!(
+        metric_total(&p, "slow", "AsyncEventsReceived", Sum).await,
+        3.0
+    );
 }
 
 /// The asynchronous-invocation options per qualifier: shapes, Lambda's ranges, replace
