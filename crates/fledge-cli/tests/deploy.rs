@@ -584,22 +584,7 @@ async fn deploy_notifies_its_sinks() {
     );
     let webhook = support::Webhook::start().await;
     let http = reqwest::Client::new();
-    let created = http
-        .post(&w.endpoint)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("Action=CreateTopic&Version=2010-03-31&Name=releases")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let topic = created
-        .split("<TopicArn>")
-        .nth(1)
-        .and_then(|t| t.split("</TopicArn>").next())
-        .unwrap_or_else(|| panic!("no TopicArn in {created}"))
-        .to_owned();
+    let topic = support::create_topic(&http, &w.endpoint, "releases").await;
     let sns = format!("sns:{topic}");
     let broken = "command:echo 'no route to pager' >&2; exit 7";
     let (traffic, _) = w.traffic(50.0);

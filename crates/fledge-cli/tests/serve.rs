@@ -230,24 +230,8 @@ async fn the_api_creates_steers_and_reports_deployments() {
         notes.display(),
         notes.display()
     );
-    // An SNS topic on fledge local (query protocol, as the AWS CLI would create it).
-    let created = w
-        .http
-        .post(&w.endpoint)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("Action=CreateTopic&Version=2010-03-31&Name=releases")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let topic = created
-        .split("<TopicArn>")
-        .nth(1)
-        .and_then(|t| t.split("</TopicArn>").next())
-        .unwrap_or_else(|| panic!("no TopicArn in {created}"))
-        .to_owned();
+    // An SNS topic on fledge local.
+    let topic = support::create_topic(&w.http, &w.endpoint, "releases").await;
     let sns = format!("sns:{topic}");
     let webhook = Webhook::start().await;
     w.start_server(&[

@@ -682,35 +682,11 @@ impl EventInvokeInput {
     fn check(self) -> Result<EventInvokeConfig, LambdaError> {
         let retries = self
             .maximum_retry_attempts
-            .map(|n| match n {
-                0..=2 => Ok(n as u32),
-                n if n < 0 => Err(LambdaError::validation(
-                    &n.to_string(),
-                    "maximumRetryAttempts",
-                    "Member must have value greater than or equal to 0",
-                )),
-                n => Err(LambdaError::validation(
-                    &n.to_string(),
-                    "maximumRetryAttempts",
-                    "Member must have value less than or equal to 2",
-                )),
-            })
+            .map(|n| within(n, "maximumRetryAttempts", 0, 2))
             .transpose()?;
         let age = self
             .maximum_event_age_in_seconds
-            .map(|n| match n {
-                60..=21600 => Ok(n as u32),
-                n if n < 60 => Err(LambdaError::validation(
-                    &n.to_string(),
-                    "maximumEventAgeInSeconds",
-                    "Member must have value greater than or equal to 60",
-                )),
-                n => Err(LambdaError::validation(
-                    &n.to_string(),
-                    "maximumEventAgeInSeconds",
-                    "Member must have value less than or equal to 21600",
-                )),
-            })
+            .map(|n| within(n, "maximumEventAgeInSeconds", 60, 21600))
             .transpose()?;
         let destinations: Vec<&str> = ["OnSuccess", "OnFailure"]
             .iter()
@@ -732,6 +708,22 @@ impl EventInvokeInput {
             last_modified_ms: 0,
         })
     }
+}
+
+/// `n` if it is in `min..=max`, else the validation error Lambda gives for `field`.
+fn within(n: i64, field: &str, min: i64, max: i64) -> Result<u32, LambdaError> {
+    let bound = if n < min {
+        format!("greater than or equal to {min}")
+    } else if n > max {
+        format!("less than or equal to {max}")
+    } else {
+        return Ok(n as u32);
+    };
+    Err(LambdaError::validation(
+        &n.to_string(),
+        field,
+        &format!("Member must have value {bound}"),
+    ))
 }
 
 /// `FunctionEventInvokeConfig` as Lambda renders it.

@@ -213,11 +213,7 @@ pub async fn handle(
     let reference = FunctionRef::parse(&name, NameKind::Namespaced)?
         .with_qualifier_param(query.qualifier.as_deref())?;
     reference.check_region(&platform.store.region)?;
-    let sticky = |mode: &RoutingMode| match mode {
-        RoutingMode::Sticky { key } => sticky_key(key, |h| header(h), &payload),
-        _ => None,
-    };
-    let target = resolve(&platform, &reference, sticky)?;
+    let target = resolve(&platform, &reference, sticky_of(&headers, &payload))?;
     match invocation_type.as_str() {
         "DryRun" => Ok(StatusCode::NO_CONTENT.into_response()),
         "Event" => {
@@ -245,6 +241,26 @@ pub async fn handle(
             .await?;
             Ok(respond(&target, &request_id, outcome, tail))
         }
+    }
+}
+
+/// The key a sticky alias would route this request by (a header or a field of the payload).
+fn sticky_of<'a>(
+    headers: &'a HeaderMap,
+    payload: &'a Bytes,
+) -> impl Fn(&RoutingMode) -> Option<String> + 'a {
+    move |mode| match mode {
+        RoutingMode::Sticky { key } => sticky_key(
+            key,
+            |h| {
+                headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            },
+            payload,
+        ),
+        _ => None,
     }
 }
 
@@ -432,17 +448,7 @@ async fn try_event(
             return Err(format!("it would be older than {max_age:?}"));
         }
         tokio::time::sleep(wait).await;
-        let header = |h: &str| {
-            event
-                .headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from)
-        };
-        let sticky = |mode: &RoutingMode| match mode {
-            RoutingMode::Sticky { key } => sticky_key(key, |h| header(h), &event.payload),
-            _ => None,
-        };
+        let sticky = sticky_of(&event.headers, &event.payload);
         target = resolve(platform, &event.reference, sticky).map_err(|e| e.message)?;
     }
 }

@@ -27,6 +27,27 @@ pub fn package() -> Vec<u8> {
     out.into_inner()
 }
 
+/// Creates SNS topic `name` on fledge local at `endpoint` (the query protocol, as the AWS
+/// CLI would) and answers its ARN.
+pub async fn create_topic(http: &reqwest::Client, endpoint: &str, name: &str) -> String {
+    let created = http
+        .post(endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("Action=CreateTopic&Version=2010-03-31&Name={name}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    created
+        .split("<TopicArn>")
+        .nth(1)
+        .and_then(|t| t.split("</TopicArn>").next())
+        .unwrap_or_else(|| panic!("no TopicArn in {created}"))
+        .to_owned()
+}
+
 /// A function's environment variables.
 pub fn env(pairs: &[(&str, &str)]) -> Environment {
     Environment::builder()
