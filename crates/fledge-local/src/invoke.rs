@@ -498,7 +498,8 @@ async fn run_with_id(
                     "Rate Exceeded. ({reason}: {limit} concurrent invocations of {})",
                     target.function
                 ),
-            ));
+            )
+            .with_reason(reason));
         }
         Acquired::Ready(sandbox, claim, concurrency) => (sandbox, claim, concurrency),
         Acquired::Cold(claim, concurrency) => {

@@ -428,6 +428,17 @@ async fn reserved_concurrency_throttles() {
         .unwrap_err();
     assert_eq!(e.code(), Some("TooManyRequestsException"));
     assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(429));
+    match e.into_service_error() {
+        aws_sdk_lambda::operation::invoke::InvokeError::TooManyRequestsException(t) => {
+            assert_eq!(
+                t.reason(),
+                Some(
+                    &aws_sdk_lambda::types::ThrottleReason::ReservedFunctionConcurrentInvocationLimitExceeded
+                )
+            );
+        }
+        other => panic!("not a throttle: {other:?}"),
+    }
     assert_eq!(slow.await.unwrap().1, None);
     let got = p
         .lambda

@@ -95,6 +95,9 @@ impl ErrorType {
 pub struct LambdaError {
     pub kind: ErrorType,
     pub message: String,
+    /// TooManyRequestsException's `Reason` (`ReservedFunctionConcurrentInvocationLimitExceeded`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl fmt::Display for LambdaError {
@@ -108,7 +111,14 @@ impl LambdaError {
         Self {
             kind,
             message: message.into(),
+            reason: None,
         }
+    }
+
+    /// The same error with a `Reason` member, as TooManyRequestsException carries one.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
     }
 
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
@@ -154,6 +164,9 @@ impl LambdaError {
             self.kind.message_field().into(),
             self.message.clone().into(),
         );
+        if let Some(reason) = &self.reason {
+            body.insert("Reason".into(), reason.clone().into());
+        }
         serde_json::Value::Object(body)
     }
 }
