@@ -194,6 +194,9 @@ pub struct LocalArgs {
     /// (`pip install awslambdaric`). By default python3.x, then python3, from PATH.
     #[arg(long, env = "FLEDGE_PYTHON", value_name = "PATH")]
     pub python: Option<std::path::PathBuf>,
+    /// The Node.js (18 or later) that runs nodejsN.x functions; by default `node` from PATH.
+    #[arg(long, env = "FLEDGE_NODE", value_name = "PATH")]
+    pub node: Option<std::path::PathBuf>,
 }
 
 /// Where a schedule comes from: exactly one of these.

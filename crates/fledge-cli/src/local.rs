@@ -27,6 +27,7 @@ pub fn run(args: LocalArgs) -> Result<ExitCode, Failure> {
     config.concurrency_limit = args.concurrency;
     config.idle_timeout = idle_timeout;
     config.python = args.python;
+    config.node = args.node;
     config.async_retry_delays = args
         .async_retry_delays
         .split(',')

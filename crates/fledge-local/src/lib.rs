@@ -9,8 +9,8 @@
 //! - [`invoke`]: Invoke, alias routing and the metrics each invocation leaves.
 //! - [`routing`]: how an alias picks a version (Lambda's random split, and local extensions:
 //!   exact split and sticky keys).
-//! - [`runtimes`]: which runtimes run here (`provided*`, and `python3.x` through
-//!   awslambdaric), and how their processes start.
+//! - [`runtimes`]: which runtimes run here (`provided*`, `python3.x` through awslambdaric,
+//!   `nodejsN.x` through fledge's own runtime client), and how their processes start.
 //! - [`sandbox`]: function processes and the Runtime API each one talks to.
 //! - [`scale`]: the pure decision "start another process?".
 //! - [`metrics`]: per-second metrics under Lambda's dimension sets.

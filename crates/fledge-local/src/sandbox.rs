@@ -148,6 +148,14 @@ impl Sandbox {
                 command.args(["-m", "awslambdaric", &spec.handler]);
                 command
             }
+            Launch::Node {
+                interpreter,
+                script,
+            } => {
+                let mut command = tokio::process::Command::new(interpreter);
+                command.arg(script);
+                command
+            }
         };
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
@@ -412,9 +420,16 @@ fn runtime_environment(spec: &SandboxSpec, addr: SocketAddr, id: u64) -> Vec<(St
     ];
     let mut env: Vec<(String, String)> =
         pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    if let Launch::Python { .. } = spec.launch {
-        // As Lambda's Python runtimes: the package is importable, and the runtime is named.
-        env.push(("PYTHONPATH".into(), code.clone()));
+    // As Lambda's language runtimes: the package's modules can be found, and the runtime
+    // is named.
+    match spec.launch {
+        Launch::Bootstrap => {}
+        Launch::Python { .. } => env.push(("PYTHONPATH".into(), code.clone())),
+        Launch::Node { .. } => {
+            env.push(("NODE_PATH".into(), format!("{code}/node_modules:{code}")))
+        }
+    }
+    if spec.launch != Launch::Bootstrap {
         env.push((
             "AWS_EXECUTION_ENV".into(),
             format!("AWS_Lambda_{}", spec.runtime),

@@ -53,6 +53,8 @@ pub struct PlatformConfig {
     /// The Python interpreter (with awslambdaric) for `python3.x` functions; by default
     /// `python3.x`, then `python3`, from `PATH`.
     pub python: Option<PathBuf>,
+    /// The `node` for `nodejsN.x` functions; by default the one on `PATH`.
+    pub node: Option<PathBuf>,
     /// The waits before the retries of an asynchronous event whose function failed
     /// (Lambda's: 1 minute, then 2).
     pub async_retry_delays: Vec<Duration>,
@@ -69,6 +71,7 @@ impl PlatformConfig {
             idle_timeout: Duration::from_secs(300),
             metrics_retention: Duration::from_secs(3 * 3600),
             python: None,
+            node: None,
             async_retry_delays: vec![Duration::from_secs(60), Duration::from_secs(120)],
         }
     }
@@ -91,7 +94,11 @@ impl Platform {
     /// Opens the data directory and builds the platform (not yet listening).
     pub fn open(config: PlatformConfig) -> std::io::Result<Platform> {
         let mut store = Store::open(&config.data_dir, &config.region, &config.account)?;
-        store.runtimes = Runtimes::new(config.python.clone());
+        store.runtimes = Runtimes::new(
+            config.python.clone(),
+            config.node.clone(),
+            config.data_dir.join("runtimes"),
+        );
         let alarms = Alarms::open(&config.data_dir)?;
         let sns = Sns::open(&config.data_dir, &config.region, &config.account)?;
         Ok(Platform {

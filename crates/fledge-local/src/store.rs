@@ -1097,11 +1097,11 @@ mod tests {
                 .message
                 .contains("AWS_REGION")
         );
-        let mut node = new_function("f", zip.clone());
-        node.runtime = Some("nodejs20.x".into());
+        let mut java = new_function("f", zip.clone());
+        java.runtime = Some("java21".into());
         assert!(
             store
-                .create_function(node)
+                .create_function(java)
                 .unwrap_err()
                 .message
                 .contains("provided.al2023")

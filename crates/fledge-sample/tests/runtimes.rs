@@ -1,7 +1,8 @@
 //! Functions other than the sample, as real processes through the same Runtime API,
 //! versions and aliases: Python handlers run by AWS's runtime client for Python
-//! (awslambdaric), and the shell-script custom runtime of AWS's documentation, which speaks
-//! the Runtime API through curl.
+//! (awslambdaric), Node.js handlers run by fledge's runtime client for Node.js, and the
+//! shell-script custom runtime of AWS's documentation, which speaks the Runtime API through
+//! curl.
 
 mod common;
 
@@ -90,7 +91,7 @@ const SHELL_FUNCTION: &str = r#"function handler () {
 /// Whether this machine can run Python functions; in CI it must (`.ci/run` installs
 /// awslambdaric).
 fn python_here() -> bool {
-    match Runtimes::default().launch("python3.12") {
+    match Runtimes::new(None, None, temp_dir("python-probe")).launch("python3.12") {
         Ok(_) => true,
         Err(why) => {
             assert!(
@@ -380,4 +381,207 @@ async fn the_documented_shell_runtime_runs() {
     assert_eq!(out.function_error(), None);
     let body = String::from_utf8(out.payload.unwrap().into_inner()).unwrap();
     assert_eq!(body, format!(r#"Echoing request: '{{"text":"{text}"}}'"#));
+}
+
+const NODE_INDEX: &str = r#"
+exports.handler = async (event, context) => {
+  if (event.fail) {
+    throw new TypeError("asked to fail");
+  }
+  console.log("greeting with", process.env.GREETING);
+  return {
+    greeting: process.env.GREETING,
+    version: context.functionVersion,
+    arn: context.invokedFunctionArn,
+    remaining_ms: context.getRemainingTimeInMillis(),
+    request: context.awsRequestId,
+    event,
+  };
+};
+"#;
+
+const NODE_CALLBACK: &str = r#"
+export function handler(event, context, callback) {
+  setTimeout(() => callback(null, { callback: true, n: event.n }), 5);
+}
+"#;
+
+/// Whether this machine can run Node.js functions; in CI it must.
+fn node_here() -> bool {
+    match Runtimes::new(None, None, temp_dir("node-probe")).launch("nodejs20.x") {
+        Ok(_) => true,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run Node.js functions: .ci/run installs nodejs ({why})"
+            );
+            eprintln!("skipped: {why}");
+            false
+        }
+    }
+}
+
+/// Node.js handlers: two versions behind a split alias, each with its own environment and
+/// Lambda's context; a thrown error in Lambda's shape; console output with Lambda's prefix in
+/// the log tail; an ES module answering through a callback; and the init errors of a
+/// missing module or export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_functions_run_as_lambda_runs_them() {
+    if !node_here() {
+        return;
+    }
+    let p = start("node").await;
+    let zip = package(&[
+        ("index.js", 0o644, NODE_INDEX),
+        ("callback.mjs", 0o644, NODE_CALLBACK),
+    ]);
+    p.lambda
+        .create_function()
+        .function_name("greeter")
+        .runtime(Runtime::Nodejs20x)
+        .handler("index.handler")
+        .role(ROLE)
+        .timeout(7)
+        .environment(env("hello"))
+        .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
+        .publish(true)
+        .send()
+        .await
+        .unwrap();
+    p.lambda
+        .update_function_configuration()
+        .function_name("greeter")
+        .environment(env("bonjour"))
+        .send()
+        .await
+        .unwrap();
+    p.lambda
+        .publish_version()
+        .function_name("greeter")
+        .send()
+        .await
+        .unwrap();
+    p.lambda
+        .create_alias()
+        .function_name("greeter")
+        .name("live")
+        .function_version("1")
+        .routing_config(
+            AliasRoutingConfiguration::builder()
+                .additional_version_weights("2", 0.5)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let mut served = [0u32; 2];
+    for i in 0..30 {
+        let out = p
+            .lambda
+            .invoke()
+            .function_name("greeter:live")
+            .payload(Blob::new(format!("{{\"n\":{i}}}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.function_error(), None);
+        let request_id = {
+            use aws_sdk_lambda::operation::RequestId;
+            out.request_id().map(String::from)
+        };
+        let executed = out.executed_version().unwrap().to_string();
+        let body = json(out.payload);
+        let want = if executed == "1" { "hello" } else { "bonjour" };
+        assert_eq!(body["greeting"], want, "version {executed} answered {body}");
+        assert_eq!(body["version"], executed.as_str());
+        assert_eq!(body["event"]["n"], i);
+        assert_eq!(body["request"].as_str(), request_id.as_deref());
+        assert!(
+            body["arn"]
+                .as_str()
+                .unwrap()
+                .ends_with(":function:greeter:live"),
+            "{body}"
+        );
+        let remaining = body["remaining_ms"].as_i64().unwrap();
+        assert!((1..=7000).contains(&remaining), "{remaining} ms left");
+        served[usize::from(executed == "2")] += 1;
+    }
+    assert!(served[0] > 0 && served[1] > 0, "{served:?}");
+
+    let failed = p
+        .lambda
+        .invoke()
+        .function_name("greeter:2")
+        .payload(Blob::new(r#"{"fail":true}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.function_error(), Some("Unhandled"));
+    let error = json(failed.payload);
+    assert_eq!(error["errorType"], "TypeError", "{error}");
+    assert_eq!(error["errorMessage"], "asked to fail", "{error}");
+    assert!(
+        error["trace"][0]
+            .as_str()
+            .is_some_and(|t| t.starts_with("TypeError: asked to fail")),
+        "{error}"
+    );
+
+    let tailed = p
+        .lambda
+        .invoke()
+        .function_name("greeter:2")
+        .log_type(LogType::Tail)
+        .payload(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap();
+    let request_id = {
+        use aws_sdk_lambda::operation::RequestId;
+        tailed.request_id().unwrap().to_string()
+    };
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(tailed.log_result().unwrap())
+        .unwrap();
+    let log = String::from_utf8(log).unwrap();
+    assert!(
+        log.contains(&format!("\t{request_id}\tINFO\tgreeting with bonjour\n")),
+        "{log}"
+    );
+
+    // An ES module answering through a callback, then the handlers that cannot load.
+    for (handler, want) in [
+        ("callback.handler", None),
+        ("missing.handler", Some("Runtime.ImportModuleError")),
+        ("index.nothere", Some("Runtime.HandlerNotFound")),
+    ] {
+        p.lambda
+            .update_function_configuration()
+            .function_name("greeter")
+            .handler(handler)
+            .send()
+            .await
+            .unwrap();
+        let out = p
+            .lambda
+            .invoke()
+            .function_name("greeter")
+            .payload(Blob::new(r#"{"n":7}"#))
+            .send()
+            .await
+            .unwrap();
+        let body = json(out.payload.clone());
+        match want {
+            None => {
+                assert_eq!(out.function_error(), None, "{body}");
+                assert_eq!(body, serde_json::json!({"callback": true, "n": 7}));
+            }
+            Some(kind) => {
+                assert_eq!(out.function_error(), Some("Unhandled"), "{body}");
+                assert_eq!(body["errorType"], kind, "{handler}: {body}");
+            }
+        }
+    }
 }

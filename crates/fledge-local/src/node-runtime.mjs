@@ -1,0 +1,149 @@
+// fledge local's runtime client for nodejs functions: it takes each event from the Runtime
+// API (AWS_LAMBDA_RUNTIME_API), calls the handler named by _HANDLER (`file.export`, the file
+// found in LAMBDA_TASK_ROOT as .js, .mjs or .cjs) as Lambda's Node.js runtime does (async or
+// with a callback), and posts the answer or the error in Lambda's shape. console output gets
+// Lambda's `time\trequest id\tLEVEL\t` prefix.
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { format } from "node:util";
+
+const api = `http://${process.env.AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime`;
+const root = process.env.LAMBDA_TASK_ROOT || process.cwd();
+const handlerName = process.env._HANDLER || "";
+let requestId = "undefined";
+
+for (const [method, level] of [
+  ["log", "INFO"],
+  ["info", "INFO"],
+  ["warn", "WARN"],
+  ["error", "ERROR"],
+  ["debug", "DEBUG"],
+  ["trace", "TRACE"],
+]) {
+  console[method] = (...args) => {
+    const text = format(...args).replace(/\n/g, "\r");
+    process.stdout.write(`${new Date().toISOString()}\t${requestId}\t${level}\t${text}\n`);
+  };
+}
+
+function describe(error, fallbackType) {
+  if (error instanceof Error) {
+    return {
+      errorType: error.name || fallbackType,
+      errorMessage: error.message,
+      trace: (error.stack || "").split("\n"),
+    };
+  }
+  return { errorType: typeof error, errorMessage: String(error), trace: [] };
+}
+
+async function post(path, body, errorType) {
+  const headers = { "content-type": "application/json" };
+  if (errorType) headers["lambda-runtime-function-error-type"] = errorType;
+  await fetch(`${api}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+}
+
+async function initError(errorType, errorMessage) {
+  const error = { errorType, errorMessage, trace: [] };
+  console.error(`${errorType}: ${errorMessage}`);
+  await post("/init/error", error, errorType);
+  process.exit(1);
+}
+
+async function loadHandler() {
+  const cut = handlerName.lastIndexOf("/") + 1;
+  const dot = handlerName.indexOf(".", cut);
+  if (dot < 0) {
+    return initError("Runtime.MalformedHandlerName", `Bad handler ${handlerName}`);
+  }
+  const file = handlerName.slice(0, dot);
+  const path = handlerName.slice(dot + 1).split(".");
+  const found = [".js", ".mjs", ".cjs"].map((ext) => join(root, file + ext)).find(existsSync);
+  if (!found) {
+    return initError(
+      "Runtime.ImportModuleError",
+      `Error: Cannot find module '${file}'\nRequire stack:\n- ${root}`,
+    );
+  }
+  let module;
+  try {
+    module = await import(pathToFileURL(found).href);
+  } catch (error) {
+    const { errorType, errorMessage } = describe(error, "Error");
+    const kind = error instanceof SyntaxError ? "Runtime.UserCodeSyntaxError" : "Runtime.ImportModuleError";
+    return initError(kind, `${errorType}: ${errorMessage}`);
+  }
+  let handler = path.reduce((at, key) => (at == null ? undefined : at[key]), module);
+  if (typeof handler !== "function" && module.default) {
+    handler = path.reduce((at, key) => (at == null ? undefined : at[key]), module.default);
+  }
+  if (typeof handler !== "function") {
+    return initError("Runtime.HandlerNotFound", `${handlerName} is undefined or not exported`);
+  }
+  return handler;
+}
+
+function call(handler, event, context) {
+  return new Promise((resolve, reject) => {
+    const callback = (error, result) => (error != null ? reject(error) : resolve(result));
+    try {
+      const returned = handler(event, context, callback);
+      if (returned && typeof returned.then === "function") {
+        returned.then(resolve, reject);
+      } else if (handler.length < 3) {
+        resolve(returned);
+      }
+    } catch (error) {
+      reject(error);
+    }
+  });
+}
+
+let inFlight = null;
+for (const signal of ["uncaughtException", "unhandledRejection"]) {
+  process.on(signal, async (error) => {
+    const type = signal === "unhandledRejection" ? "Runtime.UnhandledPromiseRejection" : describe(error, "Error").errorType;
+    console.error(`${type}: ${describe(error, "Error").errorMessage}`);
+    if (inFlight) await post(`/invocation/${inFlight}/error`, { ...describe(error, "Error"), errorType: type }, type);
+    process.exit(129);
+  });
+}
+
+const handler = await loadHandler();
+for (;;) {
+  const next = await fetch(`${api}/invocation/next`);
+  const event = await next.json();
+  const h = next.headers;
+  requestId = h.get("lambda-runtime-aws-request-id");
+  inFlight = requestId;
+  const deadline = Number(h.get("lambda-runtime-deadline-ms"));
+  const trace = h.get("lambda-runtime-trace-id");
+  if (trace) process.env._X_AMZN_TRACE_ID = trace;
+  else delete process.env._X_AMZN_TRACE_ID;
+  const clientContext = h.get("lambda-runtime-client-context");
+  const identity = h.get("lambda-runtime-cognito-identity");
+  const context = {
+    awsRequestId: requestId,
+    invokedFunctionArn: h.get("lambda-runtime-invoked-function-arn"),
+    functionName: process.env.AWS_LAMBDA_FUNCTION_NAME,
+    functionVersion: process.env.AWS_LAMBDA_FUNCTION_VERSION,
+    memoryLimitInMB: process.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
+    logGroupName: process.env.AWS_LAMBDA_LOG_GROUP_NAME,
+    logStreamName: process.env.AWS_LAMBDA_LOG_STREAM_NAME,
+    callbackWaitsForEmptyEventLoop: true,
+    clientContext: clientContext ? JSON.parse(clientContext) : undefined,
+    identity: identity ? JSON.parse(identity) : undefined,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+  };
+  try {
+    const result = await call(handler, event, context);
+    await post(`/invocation/${requestId}/response`, result === undefined ? null : result);
+  } catch (error) {
+    const described = describe(error, "Error");
+    console.error(`Invoke Error \t${JSON.stringify(described)}`);
+    await post(`/invocation/${requestId}/error`, described, described.errorType);
+  }
+  inFlight = null;
+}
