@@ -210,6 +210,9 @@ pub async fn handle(
         )
         .into());
     }
+    let client_context = header("x-amz-client-context")
+        .map(|c| client_context(&c))
+        .transpose()?;
     let reference = FunctionRef::parse(&name, NameKind::Namespaced)?
         .with_qualifier_param(query.qualifier.as_deref())?;
     reference.check_region(&platform.store.region)?;
@@ -217,8 +220,9 @@ pub async fn handle(
     match invocation_type.as_str() {
         "DryRun" => Ok(StatusCode::NO_CONTENT.into_response()),
         "Event" => {
+            // Lambda gives the client context to synchronous invocations only.
             let event = QueuedEvent {
-                client_context: header("x-amz-client-context"),
+                client_context: None,
                 reference,
                 payload,
                 headers: headers.clone(),
@@ -234,7 +238,7 @@ pub async fn handle(
                 &platform,
                 &target,
                 payload,
-                header("x-amz-client-context"),
+                client_context,
                 request_id.clone(),
                 tail,
             )
@@ -329,6 +333,34 @@ enum Outcome {
     Ran(Finished),
     /// The process could not be started (no bootstrap, or the system refused).
     CouldNotStart(String, String),
+}
+
+/// The most `X-Amz-Client-Context` may be, in bytes of base64.
+pub const MAX_CLIENT_CONTEXT: usize = 3583;
+
+/// Invoke's `X-Amz-Client-Context` (base64 of a JSON object) as the Runtime API passes it on
+/// to the function: the JSON itself. (The messages are fledge's; AWS's are unverified.)
+fn client_context(base64: &str) -> Result<String, LambdaError> {
+    if base64.len() > MAX_CLIENT_CONTEXT {
+        return Err(LambdaError::new(
+            ErrorType::InvalidRequestContent,
+            format!(
+                "Client context must be at most {MAX_CLIENT_CONTEXT} bytes of base64; it is {}",
+                base64.len()
+            ),
+        ));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(base64.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|json| serde_json::from_str::<serde_json::Value>(json).is_ok_and(|v| v.is_object()))
+        .ok_or_else(|| {
+            LambdaError::new(
+                ErrorType::InvalidRequestContent,
+                "Client context must be a valid Base64-encoded JSON object.",
+            )
+        })
 }
 
 /// An asynchronous invocation Lambda has accepted (202) and not yet finished with.

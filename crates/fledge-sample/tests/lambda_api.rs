@@ -454,6 +454,37 @@ async fn reserved_concurrency_throttles() {
     );
 }
 
+/// A client context reaches a function on lambda_runtime as the JSON it parses (the Runtime
+/// API passes JSON; Invoke takes base64).
+#[tokio::test]
+async fn a_client_context_reaches_the_function() {
+    use base64::Engine;
+    let p = start("client-context").await;
+    p.create_sample("f", &[], 3).await;
+    let context = r#"{"custom":{"tenant":"blue"}}"#;
+    let out = p
+        .lambda
+        .invoke()
+        .function_name("f:1")
+        .client_context(base64::engine::general_purpose::STANDARD.encode(context))
+        .payload(Blob::new(r#"{"n":1}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.function_error(), None);
+    let too_long = "A".repeat(3584);
+    let e = p
+        .lambda
+        .invoke()
+        .function_name("f:1")
+        .client_context(too_long)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidRequestContentException"));
+    assert!(e.message().unwrap().contains("3583"), "{e:?}");
+}
+
 /// Tail logs carry Lambda's START, END and REPORT lines and the function's own output.
 #[tokio::test]
 async fn tail_logs() {

@@ -400,6 +400,10 @@ exports.handler = async (event, context) => {
 };
 "#;
 
+const NODE_CONTEXT: &str = r#"
+exports.handler = async (event, context) => ({ clientContext: context.clientContext ?? null });
+"#;
+
 const NODE_CALLBACK: &str = r#"
 export function handler(event, context, callback) {
   setTimeout(() => callback(null, { callback: true, n: event.n }), 5);
@@ -434,6 +438,7 @@ async fn node_functions_run_as_lambda_runs_them() {
     let zip = package(&[
         ("index.js", 0o644, NODE_INDEX),
         ("callback.mjs", 0o644, NODE_CALLBACK),
+        ("context.js", 0o644, NODE_CONTEXT),
     ]);
     p.lambda
         .create_function()
@@ -550,6 +555,36 @@ async fn node_functions_run_as_lambda_runs_them() {
         log.contains(&format!("\t{request_id}\tINFO\tgreeting with bonjour\n")),
         "{log}"
     );
+
+    // The client context reaches the handler as the JSON object the caller encoded.
+    p.lambda
+        .update_function_configuration()
+        .function_name("greeter")
+        .handler("context.handler")
+        .send()
+        .await
+        .unwrap();
+    let context = serde_json::json!({"custom": {"tenant": "blue"}, "env": {"locale": "fr"}});
+    let out = p
+        .lambda
+        .invoke()
+        .function_name("greeter")
+        .client_context(base64::engine::general_purpose::STANDARD.encode(context.to_string()))
+        .payload(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.function_error(), None);
+    assert_eq!(json(out.payload)["clientContext"], context);
+    let bad = p
+        .lambda
+        .invoke()
+        .function_name("greeter")
+        .client_context("not base64 at all!")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some("InvalidRequestContentException"));
 
     // An ES module answering through a callback, then the handlers that cannot load.
     for (handler, want) in [
