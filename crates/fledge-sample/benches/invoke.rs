@@ -31,19 +31,10 @@ const RUNTIME_ECHO: &str = env!("CARGO_BIN_EXE_runtime-echo");
 
 fn package(bootstrap: &str, marker: &str) -> Vec<u8> {
     let binary = std::fs::read(bootstrap).unwrap();
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut w = zip::ZipWriter::new(&mut out);
-    w.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    w.write_all(&binary).unwrap();
-    w.start_file("marker", zip::write::SimpleFileOptions::default())
-        .unwrap();
-    w.write_all(marker.as_bytes()).unwrap();
-    w.finish().unwrap();
-    out.into_inner()
+    zip_of(&[
+        ("bootstrap", 0o755, &binary),
+        ("marker", 0o644, marker.as_bytes()),
+    ])
 }
 
 /// One keep-alive connection; answers each request's latency.
@@ -273,25 +264,43 @@ fn main() {
     client_runtime.block_on(bench(&platform_runtime));
 }
 
-/// Creates `name` from `bootstrap` as versions 1 and 2 behind `live`, a 90/10 split.
-async fn create_split(lambda: &aws_sdk_lambda::Client, name: &str, bootstrap: &str) {
+/// A zip of `(name, Unix mode, contents)` files.
+fn zip_of(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut out);
+    for (name, mode, contents) in files {
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
+        w.start_file(*name, options).unwrap();
+        w.write_all(contents).unwrap();
+    }
+    w.finish().unwrap();
+    out.into_inner()
+}
+
+/// Creates `name` from `zip` as versions 1 and 2 behind `live`, a 90/10 split; answers
+/// why not when this machine cannot run `runtime`.
+async fn create_split(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+    runtime: aws_sdk_lambda::types::Runtime,
+    handler: &str,
+    zip: Vec<u8>,
+) -> Result<(), String> {
     lambda
         .create_function()
         .function_name(name)
-        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
-        .handler("bootstrap")
+        .runtime(runtime)
+        .handler(handler)
         .role(ROLE)
         .code(
             aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(aws_sdk_lambda::primitives::Blob::new(package(
-                    bootstrap, "1",
-                )))
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
                 .build(),
         )
         .publish(true)
         .send()
         .await
-        .unwrap();
+        .map_err(|e| format!("{:?}", aws_sdk_lambda::error::DisplayErrorContext(e)))?;
     lambda
         .update_function_configuration()
         .function_name(name)
@@ -317,6 +326,7 @@ async fn create_split(lambda: &aws_sdk_lambda::Client, name: &str, bootstrap: &s
         .send()
         .await
         .unwrap();
+    Ok(())
 }
 
 /// One HTTP exchange and nothing else: an axum server answering each POST with its body.
@@ -380,8 +390,55 @@ async fn bench(platform_runtime: &tokio::runtime::Runtime) {
     let endpoint = running.endpoint();
     let addr = running.addr.to_string();
     let lambda = client(&endpoint);
-    create_split(&lambda, "bench", SAMPLE).await;
-    create_split(&lambda, "echo", RUNTIME_ECHO).await;
+    let provided = aws_sdk_lambda::types::Runtime::Providedal2023;
+    create_split(
+        &lambda,
+        "bench",
+        provided.clone(),
+        "bootstrap",
+        package(SAMPLE, "1"),
+    )
+    .await
+    .unwrap();
+    create_split(
+        &lambda,
+        "echo",
+        provided,
+        "bootstrap",
+        package(RUNTIME_ECHO, "1"),
+    )
+    .await
+    .unwrap();
+    // The language runtimes, when this machine has them: an echo handler each.
+    let python = create_split(
+        &lambda,
+        "py",
+        aws_sdk_lambda::types::Runtime::Python312,
+        "app.handler",
+        zip_of(&[(
+            "app.py",
+            0o644,
+            b"def handler(event, context):\n    return event\n",
+        )]),
+    )
+    .await;
+    let node = create_split(
+        &lambda,
+        "node",
+        aws_sdk_lambda::types::Runtime::Nodejs20x,
+        "index.handler",
+        zip_of(&[(
+            "index.js",
+            0o644,
+            b"exports.handler = async (event) => event;\n",
+        )]),
+    )
+    .await;
+    for (runtime, created) in [("python3.12", &python), ("nodejs20.x", &node)] {
+        if let Err(why) = created {
+            println!("no {runtime} rows: {why}");
+        }
+    }
     let echo_addr = http_echo(platform_runtime).await;
     let only = std::env::var("BENCH_ONLY").ok();
 
@@ -413,12 +470,25 @@ async fn bench(platform_runtime: &tokio::runtime::Runtime) {
                 "/2015-03-31/functions/echo:1/invocations",
             ),
             (
+                "python3.12 echo (awslambdaric), alias 90/10",
+                &addr,
+                "/2015-03-31/functions/py:live/invocations",
+            ),
+            (
+                "nodejs20.x echo (fledge's client), alias 90/10",
+                &addr,
+                "/2015-03-31/functions/node:live/invocations",
+            ),
+            (
                 "one HTTP exchange (axum echo), no function",
                 &echo_addr,
                 "/echo",
             ),
         ] {
-            if only.as_ref().is_some_and(|o| !label.contains(o.as_str())) {
+            if only.as_ref().is_some_and(|o| !label.contains(o.as_str()))
+                || (label.starts_with("python") && python.is_err())
+                || (label.starts_with("nodejs") && node.is_err())
+            {
                 continue;
             }
             // Warm up: start the processes this concurrency needs.
