@@ -394,7 +394,18 @@ pub async fn execute(
                     renderer.show(&p);
                 }
                 if !notifier.is_empty() {
-                    renderer.undelivered(&notifier.finish().await);
+                    let finishing = notifier.finish();
+                    tokio::pin!(finishing);
+                    let undelivered = tokio::select! {
+                        undelivered = &mut finishing => undelivered,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {
+                            renderer.show(&fledge_engine::Progress::Note {
+                                message: "waiting for notifications to be delivered (or to use their tries)".into(),
+                            });
+                            finishing.await
+                        }
+                    };
+                    renderer.undelivered(&undelivered);
                 }
                 return summary.map_err(|e| Failure { code: 3, error: anyhow!("the engine stopped unexpectedly: {e}") });
             }
