@@ -13,7 +13,7 @@ use base64::Engine;
 use fledge_core::lambda::{ErrorType, FunctionRef, LambdaError, NameKind, Qualifier, Version};
 use serde::Deserialize;
 
-use crate::metrics::{AsyncSample, Sample, SeriesKey};
+use crate::metrics::{Sample, SeriesKey};
 use crate::routing::{RoutingMode, sticky_key};
 use crate::sandbox::{Finished, Job, JobResult, Sandbox, SandboxSpec, StartError};
 use crate::scale::{Decision, PoolView, decide, should_reap};
@@ -152,11 +152,11 @@ pub struct InvokeQuery {
 }
 
 /// What an invocation resolved to.
-struct Target {
-    function: String,
+pub(crate) struct Target {
+    pub(crate) function: String,
     version: Arc<FunctionVersion>,
     /// `fn:qualifier` as the caller named it.
-    resource: Option<String>,
+    pub(crate) resource: Option<String>,
     /// Set for alias invocations.
     via_alias: bool,
     invoked_arn: String,
@@ -220,16 +220,7 @@ pub async fn handle(
     match invocation_type.as_str() {
         "DryRun" => Ok(StatusCode::NO_CONTENT.into_response()),
         "Event" => {
-            // Lambda gives the client context to synchronous invocations only.
-            let event = QueuedEvent {
-                client_context: None,
-                reference,
-                payload,
-                headers: headers.clone(),
-                request_id: uuid(),
-                received: std::time::Instant::now(),
-            };
-            tokio::spawn(run_event(platform.clone(), event, target));
+            crate::events::accept(&platform, reference, payload, &headers, target)?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         _ => {
@@ -249,7 +240,7 @@ pub async fn handle(
 }
 
 /// The key a sticky alias would route this request by (a header or a field of the payload).
-fn sticky_of<'a>(
+pub(crate) fn sticky_of<'a>(
     headers: &'a HeaderMap,
     payload: &'a Bytes,
 ) -> impl Fn(&RoutingMode) -> Option<String> + 'a {
@@ -268,7 +259,7 @@ fn sticky_of<'a>(
     }
 }
 
-fn resolve(
+pub(crate) fn resolve(
     platform: &Platform,
     reference: &FunctionRef,
     sticky: impl Fn(&RoutingMode) -> Option<String>,
@@ -329,7 +320,7 @@ fn resolve(
 }
 
 /// How an invocation ended, for the caller.
-enum Outcome {
+pub(crate) enum Outcome {
     Ran(Finished),
     /// The process could not be started (no bootstrap, or the system refused).
     CouldNotStart(String, String),
@@ -363,129 +354,7 @@ fn client_context(base64: &str) -> Result<String, LambdaError> {
         })
 }
 
-/// An asynchronous invocation Lambda has accepted (202) and not yet finished with.
-struct QueuedEvent {
-    reference: FunctionRef,
-    payload: Bytes,
-    client_context: Option<String>,
-    /// For sticky routing, which may read a header.
-    headers: HeaderMap,
-    /// Kept across retries, as Lambda does.
-    request_id: String,
-    received: std::time::Instant,
-}
-
-/// How long Lambda keeps an asynchronous event by default (MaximumEventAgeInSeconds).
-pub const ASYNC_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
-/// How many times Lambda retries an asynchronous event whose function failed, by default.
-pub const ASYNC_RETRIES: usize = 2;
-/// The longest wait between tries of a throttled asynchronous event.
-const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-/// Runs an accepted asynchronous event as Lambda does: a throttled try is tried again with
-/// backoff (1 s, 2 s, … up to 5 minutes) rather than lost; a function error is retried
-/// (by default [`ASYNC_RETRIES`] times) after the platform's retry delays (Lambda's: 1 then
-/// 2 minutes); an event older than its maximum age (by default [`ASYNC_MAX_AGE`]) is
-/// dropped. The invoked qualifier's PutFunctionEventInvokeConfig options set both. Each
-/// try routes an alias afresh.
-async fn run_event(platform: Arc<Platform>, event: QueuedEvent, target: Target) {
-    let series = SeriesKey {
-        function: target.function.as_str().into(),
-        resource: target.resource.as_deref().map(Into::into),
-        executed: None,
-    };
-    let metric = |sample| {
-        platform
-            .metrics
-            .record_async(series.clone(), now_ms(), sample)
-    };
-    metric(AsyncSample::Received);
-    if let Err(why) = try_event(&platform, &event, target, &metric).await {
-        metric(AsyncSample::Dropped);
-        tracing::info!(
-            "asynchronous event {} for {} dropped: {why}",
-            event.request_id,
-            event.reference
-        );
-    }
-}
-
-/// Tries `event` until it runs (`Ok`) or is given up on (`Err`, saying why).
-async fn try_event(
-    platform: &Platform,
-    event: &QueuedEvent,
-    mut target: Target,
-    metric: &impl Fn(AsyncSample),
-) -> Result<(), String> {
-    let qualifier = event
-        .reference
-        .qualifier
-        .as_ref()
-        .map_or("$LATEST".to_owned(), |q| q.to_string());
-    let options = platform
-        .store
-        .read(|functions| {
-            functions
-                .get(&event.reference.name)
-                .and_then(|f| f.event_invoke.get(&qualifier))
-                .cloned()
-        })
-        .unwrap_or_default();
-    let retries = options
-        .maximum_retry_attempts
-        .map_or(ASYNC_RETRIES, |n| n as usize);
-    let max_age = options
-        .maximum_event_age_in_seconds
-        .map_or(ASYNC_MAX_AGE, |s| Duration::from_secs(s.into()));
-    let mut failures = 0;
-    let mut throttle_backoff = Duration::from_secs(1);
-    loop {
-        metric(AsyncSample::Age(
-            event.received.elapsed().as_secs_f64() * 1000.0,
-        ));
-        let outcome = run_with_id(
-            platform,
-            &target,
-            event.payload.clone(),
-            event.client_context.clone(),
-            event.request_id.clone(),
-            false,
-        )
-        .await;
-        let wait = match outcome {
-            Ok(Outcome::Ran(Finished {
-                result: JobResult::Response(_),
-                ..
-            })) => return Ok(()),
-            Err(e) if e.kind == ErrorType::TooManyRequests => {
-                let wait = throttle_backoff;
-                throttle_backoff = (throttle_backoff * 2).min(THROTTLE_BACKOFF_MAX);
-                wait
-            }
-            Err(e) => return Err(e.message),
-            Ok(_) => {
-                failures += 1;
-                if failures > retries {
-                    return Err(format!("its function failed {failures} times"));
-                }
-                platform
-                    .config
-                    .async_retry_delays
-                    .get(failures - 1)
-                    .copied()
-                    .unwrap_or(Duration::from_secs(120))
-            }
-        };
-        if event.received.elapsed() + wait > max_age {
-            return Err(format!("it would be older than {max_age:?}"));
-        }
-        tokio::time::sleep(wait).await;
-        let sticky = sticky_of(&event.headers, &event.payload);
-        target = resolve(platform, &event.reference, sticky).map_err(|e| e.message)?;
-    }
-}
-
-async fn run_with_id(
+pub(crate) async fn run_with_id(
     platform: &Platform,
     target: &Target,
     payload: Bytes,

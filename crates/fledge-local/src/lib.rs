@@ -7,6 +7,8 @@
 //! - [`store`]: functions, versions and aliases, persisted under the data directory.
 //! - [`control`]: the Lambda control API (REST-JSON, `/2015-03-31/…`).
 //! - [`invoke`]: Invoke, alias routing and the metrics each invocation leaves.
+//! - [`events`]: asynchronous invocations, kept on disk until they have run, retried as
+//!   Lambda retries them.
 //! - [`routing`]: how an alias picks a version (Lambda's random split, and local extensions:
 //!   exact split and sticky keys).
 //! - [`runtimes`]: which runtimes run here (`provided*`, `python3.x` through awslambdaric,
@@ -22,6 +24,7 @@
 
 pub mod cloudwatch;
 pub mod control;
+pub mod events;
 pub mod faults;
 pub mod invoke;
 pub mod metrics;

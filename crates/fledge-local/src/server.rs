@@ -88,6 +88,9 @@ pub struct Platform {
     pub faults: Faults,
     pub sns: Sns,
     endpoint: OnceLock<String>,
+    /// Set when the platform stops: asynchronous events stop being tried (they stay on
+    /// disk for the next start).
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Platform {
@@ -110,6 +113,7 @@ impl Platform {
             store,
             alarms,
             endpoint: OnceLock::new(),
+            stopping: tokio::sync::watch::channel(false).0,
             config,
         })
     }
@@ -130,6 +134,7 @@ impl Platform {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let _ = platform.endpoint.set(format!("http://{addr}"));
+        crate::events::resume(&platform);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = router(platform.clone());
         let reaper = {
@@ -178,6 +183,7 @@ impl RunningPlatform {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.platform.stopping.send_replace(true);
         self.platform.pools.stop_all();
         let _ = (&mut self.task).await;
     }
@@ -188,6 +194,7 @@ impl Drop for RunningPlatform {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.platform.stopping.send_replace(true);
         self.platform.pools.stop_all();
     }
 }

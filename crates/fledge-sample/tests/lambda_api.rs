@@ -764,6 +764,75 @@ async fn asynchronous_events_are_queued_and_retried() {
     );
 }
 
+/// An asynchronous event waiting for its retry outlives a restart of the platform: the new
+/// one resumes it where it was (one failed try already counted), then drops it after the
+/// retries Lambda allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asynchronous_events_survive_a_restart() {
+    let dir = common::temp_dir("async-restart");
+    let p = common::start_in(dir.clone(), |c| {
+        c.async_retry_delays = vec![Duration::from_secs(3600); 2];
+    })
+    .await;
+    p.create_sample("bad", &[("SAMPLE_ERROR_RATE", "1")], 3)
+        .await;
+    let out = p
+        .lambda
+        .invoke()
+        .function_name("bad:1")
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(Blob::new(r#"{"n":1}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while invocations_and_errors(&p, "bad").await != (1.0, 1.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first try never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Now it waits an hour for its first retry; stop the platform under it.
+    let mut p = p;
+    if let Some(r) = p.running.take() {
+        r.stop().await;
+    }
+    let events = dir.join("events");
+    assert_eq!(
+        std::fs::read_dir(&events).unwrap().count(),
+        1,
+        "the event is kept"
+    );
+
+    let again = common::start_in(dir.clone(), |c| {
+        c.async_retry_delays = vec![Duration::from_millis(100); 2];
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::fs::read_dir(&events).unwrap().count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event was never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two more tries here (three in all, as Lambda allows), then it was dropped.
+    assert_eq!(invocations_and_errors(&again, "bad").await, (2.0, 2.0));
+    assert_eq!(
+        metric_total(
+            &again,
+            "bad",
+            "AsyncEventsDropped",
+            aws_sdk_cloudwatch::types::Statistic::Sum
+        )
+        .await,
+        1.0
+    );
+    drop(p);
+}
+
 /// The asynchronous-invocation options per qualifier: shapes, Lambda's ranges, replace
 /// against update, and the answers for a qualifier without options.
 #[tokio::test]

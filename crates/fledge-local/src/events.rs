@@ -1,0 +1,287 @@
+//! Asynchronous invocations (`Event`), kept as Lambda keeps them: an accepted event is
+//! written under the data directory before the caller gets its 202, tried until it runs or
+//! is given up on, and resumed when the platform starts again.
+//!
+//! - A try throttled by the function's concurrency is tried again with backoff (1 s, 2 s, …
+//!   up to 5 minutes) rather than lost.
+//! - A function error is retried (by default [`ASYNC_RETRIES`] times) after the platform's
+//!   retry delays (Lambda's: 1, then 2 minutes), with the same request id.
+//! - An event older than its maximum age (by default [`ASYNC_MAX_AGE`]) is dropped.
+//! - The invoked qualifier's PutFunctionEventInvokeConfig options set both; each try routes
+//!   an alias afresh.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use base64::Engine;
+use fledge_core::lambda::{ErrorType, FunctionRef, LambdaError, NameKind};
+use serde::{Deserialize, Serialize};
+
+use crate::invoke::{Outcome, Target, resolve, run_with_id, sticky_of};
+use crate::metrics::{AsyncSample, SeriesKey};
+use crate::sandbox::{Finished, JobResult};
+use crate::server::Platform;
+use crate::wire::{now_ms, uuid};
+
+/// How long Lambda keeps an asynchronous event by default (MaximumEventAgeInSeconds).
+pub const ASYNC_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+/// How many times Lambda retries an asynchronous event whose function failed, by default.
+pub const ASYNC_RETRIES: usize = 2;
+/// The longest wait between tries of a throttled asynchronous event.
+const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// An accepted event, as it is kept on disk until it is done with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Event {
+    /// `name` or `name:qualifier`, as invoked.
+    function: String,
+    /// The payload, base64.
+    payload: String,
+    /// The request's headers, for sticky routing by a header.
+    headers: Vec<(String, String)>,
+    /// Kept across retries, as Lambda does.
+    request_id: String,
+    received_ms: u64,
+    /// Tries that ended in a function error so far.
+    failures: usize,
+}
+
+impl Event {
+    fn reference(&self) -> Result<FunctionRef, LambdaError> {
+        FunctionRef::parse(&self.function, NameKind::Namespaced)
+    }
+
+    fn payload(&self) -> Bytes {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.payload)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::from_static(b"{}"))
+    }
+
+    fn headers(&self) -> HeaderMap {
+        self.headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::try_from(k.as_str()).ok()?,
+                    HeaderValue::try_from(v.as_str()).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    fn age(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.received_ms))
+    }
+}
+
+fn folder(platform: &Platform) -> PathBuf {
+    platform.config.data_dir.join("events")
+}
+
+fn file(folder: &Path, request_id: &str) -> PathBuf {
+    folder.join(format!("{request_id}.json"))
+}
+
+fn save(folder: &Path, event: &Event) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    let path = file(folder, &event.request_id);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(event).expect("an event serialises"),
+    )?;
+    std::fs::rename(tmp, path)
+}
+
+/// Keeps an accepted event and starts trying it. Lambda gives the client context to
+/// synchronous invocations only, so an event has none.
+pub(crate) fn accept(
+    platform: &Arc<Platform>,
+    reference: FunctionRef,
+    payload: Bytes,
+    headers: &HeaderMap,
+    target: Target,
+) -> Result<(), LambdaError> {
+    let event = Event {
+        function: reference.to_string(),
+        payload: base64::engine::general_purpose::STANDARD.encode(&payload),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        request_id: uuid(),
+        received_ms: now_ms(),
+        failures: 0,
+    };
+    save(&folder(platform), &event).map_err(|e| {
+        LambdaError::new(
+            ErrorType::Service,
+            format!("could not keep the asynchronous event: {e}"),
+        )
+    })?;
+    let series = series_of(&target);
+    platform
+        .metrics
+        .record_async(series, now_ms(), AsyncSample::Received);
+    tokio::spawn(run(platform.clone(), event, Some(target)));
+    Ok(())
+}
+
+/// Starts trying every event kept from before the platform stopped.
+pub(crate) fn resume(platform: &Arc<Platform>) {
+    let Ok(entries) = std::fs::read_dir(folder(platform)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Event>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(event) => {
+                tokio::spawn(run(platform.clone(), event, None));
+            }
+            Err(e) => tracing::warn!(
+                "{} is not an asynchronous event fledge local can resume ({e}); left as it is",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn series_of(target: &Target) -> SeriesKey {
+    SeriesKey {
+        function: target.function.as_str().into(),
+        resource: target.resource.as_deref().map(Into::into),
+        executed: None,
+    }
+}
+
+/// Tries `event` to its end, then forgets it. `target` is its first try's routing, when the
+/// caller already resolved it.
+async fn run(platform: Arc<Platform>, mut event: Event, target: Option<Target>) {
+    let folder = folder(&platform);
+    let mut stopping = platform.stopping.subscribe();
+    let tried = tokio::select! {
+        tried = tries(&platform, &folder, &mut event, target) => tried,
+        // The platform stopped: the event stays on disk and is resumed at the next start.
+        _ = stopping.wait_for(|stopped| *stopped) => return,
+    };
+    if let Err(why) = tried {
+        tracing::info!(
+            "asynchronous event {} for {} dropped: {why}",
+            event.request_id,
+            event.function
+        );
+    }
+    if let Err(e) = std::fs::remove_file(file(&folder, &event.request_id)) {
+        tracing::warn!(
+            "could not forget asynchronous event {}: {e}",
+            event.request_id
+        );
+    }
+}
+
+/// Tries `event` until it runs (`Ok`) or is given up on (`Err`, saying why; the
+/// `AsyncEventsDropped` metric is recorded when the function is known).
+async fn tries(
+    platform: &Platform,
+    folder: &Path,
+    event: &mut Event,
+    mut target: Option<Target>,
+) -> Result<(), String> {
+    let reference = event.reference().map_err(|e| e.message)?;
+    let (payload, headers) = (event.payload(), event.headers());
+    let qualifier = reference
+        .qualifier
+        .as_ref()
+        .map_or("$LATEST".to_owned(), |q| q.to_string());
+    let options = platform
+        .store
+        .read(|functions| {
+            functions
+                .get(&reference.name)
+                .and_then(|f| f.event_invoke.get(&qualifier))
+                .cloned()
+        })
+        .unwrap_or_default();
+    let retries = options
+        .maximum_retry_attempts
+        .map_or(ASYNC_RETRIES, |n| n as usize);
+    let max_age = options
+        .maximum_event_age_in_seconds
+        .map_or(ASYNC_MAX_AGE, |s| Duration::from_secs(s.into()));
+    let mut throttle_backoff = Duration::from_secs(1);
+    loop {
+        if event.age() > max_age {
+            return Err(format!("it is older than {max_age:?}"));
+        }
+        let routed = match target.take() {
+            Some(t) => t,
+            None => resolve(platform, &reference, sticky_of(&headers, &payload))
+                .map_err(|e| e.message)?,
+        };
+        let series = series_of(&routed);
+        let metric = |sample| {
+            platform
+                .metrics
+                .record_async(series.clone(), now_ms(), sample)
+        };
+        metric(AsyncSample::Age(event.age().as_secs_f64() * 1000.0));
+        let outcome = run_with_id(
+            platform,
+            &routed,
+            payload.clone(),
+            None,
+            event.request_id.clone(),
+            false,
+        )
+        .await;
+        let wait = match outcome {
+            Ok(Outcome::Ran(Finished {
+                result: JobResult::Response(_),
+                ..
+            })) => return Ok(()),
+            Err(e) if e.kind == ErrorType::TooManyRequests => {
+                let wait = throttle_backoff;
+                throttle_backoff = (throttle_backoff * 2).min(THROTTLE_BACKOFF_MAX);
+                wait
+            }
+            Err(e) => {
+                metric(AsyncSample::Dropped);
+                return Err(e.message);
+            }
+            Ok(_) => {
+                event.failures += 1;
+                if event.failures > retries {
+                    metric(AsyncSample::Dropped);
+                    return Err(format!("its function failed {} times", event.failures));
+                }
+                if let Err(e) = save(folder, event) {
+                    tracing::warn!(
+                        "could not record a failed try of asynchronous event {}: {e}",
+                        event.request_id
+                    );
+                }
+                platform
+                    .config
+                    .async_retry_delays
+                    .get(event.failures - 1)
+                    .copied()
+                    .unwrap_or(Duration::from_secs(120))
+            }
+        };
+        if event.age() + wait > max_age {
+            metric(AsyncSample::Dropped);
+            return Err(format!("it would be older than {max_age:?}"));
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
