@@ -523,50 +523,33 @@ async fn a_slow_canary_is_rolled_back_on_metrics() {
 /// Bad input exits 2 and names the value.
 #[test]
 fn bad_input_exits_2() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fledge"))
-        .args([
-            "deploy",
-            "--function",
-            "f",
-            "--alias",
-            "2024",
-            "--version",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--alias '2024'"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fledge"))
-        .args([
-            "deploy",
-            "--function",
-            "f",
-            "--alias",
-            "live",
-            "--version",
-            "two",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--version 'two'"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fledge"))
-        .args([
-            "deploy",
-            "--function",
-            "f",
-            "--alias",
-            "live",
-            "--version",
-            "2",
-            "--notify",
-            "smtp:ops@example.com",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("'smtp:ops@example.com'"));
+    for (args, named) in [
+        (
+            ["--alias", "2024", "--version", "2"].as_slice(),
+            "--alias '2024'",
+        ),
+        (&["--alias", "live", "--version", "two"], "--version 'two'"),
+        (
+            &[
+                "--alias",
+                "live",
+                "--version",
+                "2",
+                "--notify",
+                "smtp:ops@example.com",
+            ],
+            "'smtp:ops@example.com'",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fledge"))
+            .args(["deploy", "--function", "f"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
 }
 
 /// `fledge deploy --notify` tells each sink the deployment's notable events in order; a

@@ -14,7 +14,7 @@ use aws_sdk_lambda::types::{
     AliasRoutingConfiguration, Environment, FunctionCode, LogType, Runtime,
 };
 use base64::Engine;
-use common::{ROLE, start, start_in, temp_dir};
+use common::{ROLE, TestPlatform, start, start_in, temp_dir};
 use fledge_local::runtimes::Runtimes;
 
 const APP: &str = r#"
@@ -31,6 +31,7 @@ def handler(event, context):
         "version": context.function_version,
         "arn": context.invoked_function_arn,
         "remaining_ms": context.get_remaining_time_in_millis(),
+        "request": context.aws_request_id,
         "event": event,
     }
 "#;
@@ -114,28 +115,18 @@ fn json(blob: Option<Blob>) -> serde_json::Value {
     serde_json::from_slice(blob.expect("a payload").as_ref()).expect("JSON")
 }
 
-/// Two versions of a Python function behind a split alias: each invocation runs the version
-/// the alias picked (its own environment), failures come back as Lambda reports them, and
-/// the log tail carries what the handler printed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_versions_behind_a_split_alias() {
-    if !python_here() {
-        return;
-    }
-    let p = start("python").await;
+/// Creates `greeter` from `zip` on `runtime`: version 1 greets "hello", version 2
+/// "bonjour" (its `GREETING`), and `live` splits 50/50 between them.
+async fn greeter_behind_live(p: &TestPlatform, runtime: Runtime, handler: &str, zip: Vec<u8>) {
     p.lambda
         .create_function()
         .function_name("greeter")
-        .runtime(Runtime::Python312)
-        .handler("app.handler")
+        .runtime(runtime.clone())
+        .handler(handler)
         .role(ROLE)
         .timeout(7)
         .environment(env("hello"))
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(python_zip()))
-                .build(),
-        )
+        .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
         .publish(true)
         .send()
         .await
@@ -155,7 +146,7 @@ async fn python_versions_behind_a_split_alias() {
         .await
         .unwrap();
     assert_eq!(v2.version(), Some("2"));
-    assert_eq!(v2.runtime(), Some(&Runtime::Python312));
+    assert_eq!(v2.runtime(), Some(&runtime));
     p.lambda
         .create_alias()
         .function_name("greeter")
@@ -169,9 +160,13 @@ async fn python_versions_behind_a_split_alias() {
         .send()
         .await
         .unwrap();
+}
 
+/// Invokes `greeter:live` `n` times: each answer comes from the version that says it ran,
+/// with that version's environment and Lambda's context, and both versions serve.
+async fn greets_by_version(p: &TestPlatform, n: i64) {
     let mut served = [0u32; 2];
-    for i in 0..40 {
+    for i in 0..n {
         let out = p
             .lambda
             .invoke()
@@ -181,12 +176,17 @@ async fn python_versions_behind_a_split_alias() {
             .await
             .unwrap();
         assert_eq!(out.function_error(), None);
+        let request_id = {
+            use aws_sdk_lambda::operation::RequestId;
+            out.request_id().map(String::from)
+        };
         let executed = out.executed_version().unwrap().to_string();
         let body = json(out.payload);
         let want = if executed == "1" { "hello" } else { "bonjour" };
         assert_eq!(body["greeting"], want, "version {executed} answered {body}");
         assert_eq!(body["version"], executed.as_str());
         assert_eq!(body["event"]["n"], i);
+        assert_eq!(body["request"].as_str(), request_id.as_deref());
         assert!(
             body["arn"]
                 .as_str()
@@ -205,6 +205,19 @@ async fn python_versions_behind_a_split_alias() {
         served[0] > 0 && served[1] > 0,
         "both versions serve a 50/50 alias: {served:?}"
     );
+}
+
+/// Two versions of a Python function behind a split alias: each invocation runs the version
+/// the alias picked (its own environment), failures come back as Lambda reports them, and
+/// the log tail carries what the handler printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_versions_behind_a_split_alias() {
+    if !python_here() {
+        return;
+    }
+    let p = start("python").await;
+    greeter_behind_live(&p, Runtime::Python312, "app.handler", python_zip()).await;
+    greets_by_version(&p, 40).await;
 
     let failed = p
         .lambda
@@ -440,80 +453,8 @@ async fn node_functions_run_as_lambda_runs_them() {
         ("callback.mjs", 0o644, NODE_CALLBACK),
         ("context.js", 0o644, NODE_CONTEXT),
     ]);
-    p.lambda
-        .create_function()
-        .function_name("greeter")
-        .runtime(Runtime::Nodejs20x)
-        .handler("index.handler")
-        .role(ROLE)
-        .timeout(7)
-        .environment(env("hello"))
-        .code(FunctionCode::builder().zip_file(Blob::new(zip)).build())
-        .publish(true)
-        .send()
-        .await
-        .unwrap();
-    p.lambda
-        .update_function_configuration()
-        .function_name("greeter")
-        .environment(env("bonjour"))
-        .send()
-        .await
-        .unwrap();
-    p.lambda
-        .publish_version()
-        .function_name("greeter")
-        .send()
-        .await
-        .unwrap();
-    p.lambda
-        .create_alias()
-        .function_name("greeter")
-        .name("live")
-        .function_version("1")
-        .routing_config(
-            AliasRoutingConfiguration::builder()
-                .additional_version_weights("2", 0.5)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-
-    let mut served = [0u32; 2];
-    for i in 0..30 {
-        let out = p
-            .lambda
-            .invoke()
-            .function_name("greeter:live")
-            .payload(Blob::new(format!("{{\"n\":{i}}}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.function_error(), None);
-        let request_id = {
-            use aws_sdk_lambda::operation::RequestId;
-            out.request_id().map(String::from)
-        };
-        let executed = out.executed_version().unwrap().to_string();
-        let body = json(out.payload);
-        let want = if executed == "1" { "hello" } else { "bonjour" };
-        assert_eq!(body["greeting"], want, "version {executed} answered {body}");
-        assert_eq!(body["version"], executed.as_str());
-        assert_eq!(body["event"]["n"], i);
-        assert_eq!(body["request"].as_str(), request_id.as_deref());
-        assert!(
-            body["arn"]
-                .as_str()
-                .unwrap()
-                .ends_with(":function:greeter:live"),
-            "{body}"
-        );
-        let remaining = body["remaining_ms"].as_i64().unwrap();
-        assert!((1..=7000).contains(&remaining), "{remaining} ms left");
-        served[usize::from(executed == "2")] += 1;
-    }
-    assert!(served[0] > 0 && served[1] > 0, "{served:?}");
+    greeter_behind_live(&p, Runtime::Nodejs20x, "index.handler", zip).await;
+    greets_by_version(&p, 30).await;
 
     let failed = p
         .lambda
