@@ -742,26 +742,16 @@ async fn asynchronous_events_are_queued_and_retried() {
 
     // Lambda's asynchronous metrics: two events taken, four tries, both given up on.
     use aws_sdk_cloudwatch::types::Statistic::{SampleCount, Sum};
-    assert_eq!(
-        metric_total(&p, "bad", "AsyncEventsReceived", Sum).await,
-        2.0
-    );
-    assert_eq!(
-        metric_total(&p, "bad", "AsyncEventAge", SampleCount).await,
-        4.0
-    );
-    assert_eq!(
-        metric_total(&p, "bad", "AsyncEventsDropped", Sum).await,
-        2.0
-    );
-    assert_eq!(
-        metric_total(&p, "slow", "AsyncEventsDropped", Sum).await,
-        0.0
-    );
-    assert_eq!(
-        metric_total(&p, "slow", "AsyncEventsReceived", Sum).await,
-        3.0
-    );
+    for (function, metric, statistic, want) in [
+        ("bad", "AsyncEventsReceived", Sum, 2.0),
+        ("bad", "AsyncEventAge", SampleCount, 4.0),
+        ("bad", "AsyncEventsDropped", Sum, 2.0),
+        ("slow", "AsyncEventsReceived", Sum, 3.0),
+        ("slow", "AsyncEventsDropped", Sum, 0.0),
+    ] {
+        let got = metric_total(&p, function, metric, statistic).await;
+        assert_eq!(got, want, "{metric} of {function}");
+    }
 }
 
 /// An asynchronous event waiting for its retry outlives a restart of the platform: the new

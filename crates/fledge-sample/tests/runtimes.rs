@@ -89,15 +89,15 @@ const SHELL_FUNCTION: &str = r#"function handler () {
 }
 "#;
 
-/// Whether this machine can run Python functions; in CI it must (`.ci/run` installs
-/// awslambdaric).
-fn python_here() -> bool {
-    match Runtimes::new(None, None, temp_dir("python-probe")).launch("python3.12") {
+/// Whether this machine can run `runtime` functions; in CI it must (`.ci/run` installs
+/// awslambdaric and Node.js).
+fn runs_here(runtime: &str) -> bool {
+    match Runtimes::new(None, None, temp_dir("probe")).launch(runtime) {
         Ok(_) => true,
         Err(why) => {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "CI must run Python functions: .ci/run installs awslambdaric ({why})"
+                "CI must run {runtime} functions: .ci/run installs what they need ({why})"
             );
             eprintln!("skipped: {why}");
             false
@@ -212,7 +212,7 @@ async fn greets_by_version(p: &TestPlatform, n: i64) {
 /// the log tail carries what the handler printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_versions_behind_a_split_alias() {
-    if !python_here() {
+    if !runs_here("python3.12") {
         return;
     }
     let p = start("python").await;
@@ -253,7 +253,7 @@ async fn python_versions_behind_a_split_alias() {
 /// Lambda's Python runtime gives, and the function still answers the next call the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_handler_module_is_an_import_error() {
-    if !python_here() {
+    if !runs_here("python3.12") {
         return;
     }
     let p = start("python-missing").await;
@@ -423,28 +423,13 @@ export function handler(event, context, callback) {
 }
 "#;
 
-/// Whether this machine can run Node.js functions; in CI it must.
-fn node_here() -> bool {
-    match Runtimes::new(None, None, temp_dir("node-probe")).launch("nodejs20.x") {
-        Ok(_) => true,
-        Err(why) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run Node.js functions: .ci/run installs nodejs ({why})"
-            );
-            eprintln!("skipped: {why}");
-            false
-        }
-    }
-}
-
 /// Node.js handlers: two versions behind a split alias, each with its own environment and
 /// Lambda's context; a thrown error in Lambda's shape; console output with Lambda's prefix in
 /// the log tail; an ES module answering through a callback; and the init errors of a
 /// missing module or export.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_functions_run_as_lambda_runs_them() {
-    if !node_here() {
+    if !runs_here("nodejs20.x") {
         return;
     }
     let p = start("node").await;
