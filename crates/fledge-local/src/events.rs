@@ -33,6 +33,9 @@ pub const ASYNC_RETRIES: usize = 2;
 /// The longest wait between tries of a throttled asynchronous event.
 const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
+/// Request headers never written to disk with an event: signatures and tokens.
+const SECRET_HEADERS: [&str; 3] = ["authorization", "x-amz-security-token", "cookie"];
+
 /// An accepted event, as it is kept on disk until it is done with.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Event {
@@ -40,7 +43,7 @@ struct Event {
     function: String,
     /// The payload, base64.
     payload: String,
-    /// The request's headers, for sticky routing by a header.
+    /// The request's headers but its credentials, for sticky routing by a header.
     headers: Vec<(String, String)>,
     /// Kept across retries, as Lambda does.
     request_id: String,
@@ -111,6 +114,7 @@ pub(crate) fn accept(
         payload: base64::engine::general_purpose::STANDARD.encode(&payload),
         headers: headers
             .iter()
+            .filter(|(k, _)| !SECRET_HEADERS.contains(&k.as_str()))
             .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
             .collect(),
         request_id: uuid(),
