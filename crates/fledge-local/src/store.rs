@@ -558,12 +558,8 @@ impl Store {
     ) -> Result<(String, EventInvokeConfig), LambdaError> {
         let q = qualifier.unwrap_or("$LATEST").to_owned();
         self.write(name, |functions| {
-            let function = functions
-                .get_mut(name)
-                .ok_or_else(|| self.not_found(name, None))?;
-            if !qualifier_exists(function, &q) {
-                return Err(self.not_found(name, Some(&q)));
-            }
+            self.check_qualifier(functions.get(name), name, &q)?;
+            let function = functions.get_mut(name).expect("checked");
             let config = function.event_invoke.entry(q.clone()).or_default();
             if replace {
                 *config = change;
@@ -589,12 +585,7 @@ impl Store {
         let q = qualifier.unwrap_or("$LATEST");
         let arn = format!("{}:{q}", self.function_arn(name));
         self.read(|functions| {
-            let function = functions
-                .get(name)
-                .ok_or_else(|| self.not_found(name, None))?;
-            if !qualifier_exists(function, q) {
-                return Err(self.not_found(name, Some(q)));
-            }
+            let function = self.check_qualifier(functions.get(name), name, q)?;
             function
                 .event_invoke
                 .get(q)
@@ -602,6 +593,22 @@ impl Store {
                 .map(|c| (arn.clone(), c))
                 .ok_or_else(|| no_event_invoke_config(&arn))
         })
+    }
+
+    /// `function` (named `name`) if it exists and has `q` (`$LATEST`, a version number, an
+    /// alias name); Lambda's not-found answer otherwise.
+    fn check_qualifier<'a>(
+        &self,
+        function: Option<&'a Function>,
+        name: &str,
+        q: &str,
+    ) -> Result<&'a Function, LambdaError> {
+        let function = function.ok_or_else(|| self.not_found(name, None))?;
+        if qualifier_exists(function, q) {
+            Ok(function)
+        } else {
+            Err(self.not_found(name, Some(q)))
+        }
     }
 
     /// Every qualifier's asynchronous-invocation options, with their qualified ARNs.
@@ -629,12 +636,8 @@ impl Store {
     ) -> Result<(), LambdaError> {
         let q = qualifier.unwrap_or("$LATEST");
         self.write(name, |functions| {
-            let function = functions
-                .get_mut(name)
-                .ok_or_else(|| self.not_found(name, None))?;
-            if !qualifier_exists(function, q) {
-                return Err(self.not_found(name, Some(q)));
-            }
+            self.check_qualifier(functions.get(name), name, q)?;
+            let function = functions.get_mut(name).expect("checked");
             function
                 .event_invoke
                 .remove(q)

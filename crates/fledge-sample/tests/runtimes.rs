@@ -207,6 +207,45 @@ async fn greets_by_version(p: &TestPlatform, n: i64) {
     );
 }
 
+/// Invokes `greeter:2` asking it to fail; answers the error body after checking it is a
+/// function error of `error_type` saying "asked to fail".
+async fn asked_to_fail(p: &TestPlatform, error_type: &str) -> serde_json::Value {
+    let failed = p
+        .lambda
+        .invoke()
+        .function_name("greeter:2")
+        .payload(Blob::new(r#"{"fail":true}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.function_error(), Some("Unhandled"));
+    let error = json(failed.payload);
+    assert_eq!(error["errorType"], error_type, "{error}");
+    assert_eq!(error["errorMessage"], "asked to fail", "{error}");
+    error
+}
+
+/// Invokes `greeter:2` with LogType Tail; answers the decoded log and the request id.
+async fn log_tail(p: &TestPlatform) -> (String, String) {
+    let tailed = p
+        .lambda
+        .invoke()
+        .function_name("greeter:2")
+        .log_type(LogType::Tail)
+        .payload(Blob::new("{}"))
+        .send()
+        .await
+        .unwrap();
+    let request_id = {
+        use aws_sdk_lambda::operation::RequestId;
+        tailed.request_id().unwrap().to_string()
+    };
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(tailed.log_result().unwrap())
+        .unwrap();
+    (String::from_utf8(log).unwrap(), request_id)
+}
+
 /// Two versions of a Python function behind a split alias: each invocation runs the version
 /// the alias picked (its own environment), failures come back as Lambda reports them, and
 /// the log tail carries what the handler printed.
@@ -219,32 +258,8 @@ async fn python_versions_behind_a_split_alias() {
     greeter_behind_live(&p, Runtime::Python312, "app.handler", python_zip()).await;
     greets_by_version(&p, 40).await;
 
-    let failed = p
-        .lambda
-        .invoke()
-        .function_name("greeter:2")
-        .payload(Blob::new(r#"{"fail":true}"#))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(failed.function_error(), Some("Unhandled"));
-    let error = json(failed.payload);
-    assert_eq!(error["errorType"], "ValueError", "{error}");
-    assert_eq!(error["errorMessage"], "asked to fail", "{error}");
-
-    let tailed = p
-        .lambda
-        .invoke()
-        .function_name("greeter:2")
-        .log_type(LogType::Tail)
-        .payload(Blob::new("{}"))
-        .send()
-        .await
-        .unwrap();
-    let log = base64::engine::general_purpose::STANDARD
-        .decode(tailed.log_result().unwrap())
-        .unwrap();
-    let log = String::from_utf8(log).unwrap();
+    asked_to_fail(&p, "ValueError").await;
+    let (log, _) = log_tail(&p).await;
     assert!(log.contains("greeting with bonjour"), "{log}");
     assert!(log.contains("REPORT RequestId:"), "{log}");
 }
@@ -441,42 +456,14 @@ async fn node_functions_run_as_lambda_runs_them() {
     greeter_behind_live(&p, Runtime::Nodejs20x, "index.handler", zip).await;
     greets_by_version(&p, 30).await;
 
-    let failed = p
-        .lambda
-        .invoke()
-        .function_name("greeter:2")
-        .payload(Blob::new(r#"{"fail":true}"#))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(failed.function_error(), Some("Unhandled"));
-    let error = json(failed.payload);
-    assert_eq!(error["errorType"], "TypeError", "{error}");
-    assert_eq!(error["errorMessage"], "asked to fail", "{error}");
+    let error = asked_to_fail(&p, "TypeError").await;
     assert!(
         error["trace"][0]
             .as_str()
             .is_some_and(|t| t.starts_with("TypeError: asked to fail")),
         "{error}"
     );
-
-    let tailed = p
-        .lambda
-        .invoke()
-        .function_name("greeter:2")
-        .log_type(LogType::Tail)
-        .payload(Blob::new("{}"))
-        .send()
-        .await
-        .unwrap();
-    let request_id = {
-        use aws_sdk_lambda::operation::RequestId;
-        tailed.request_id().unwrap().to_string()
-    };
-    let log = base64::engine::general_purpose::STANDARD
-        .decode(tailed.log_result().unwrap())
-        .unwrap();
-    let log = String::from_utf8(log).unwrap();
+    let (log, request_id) = log_tail(&p).await;
     assert!(
         log.contains(&format!("\t{request_id}\tINFO\tgreeting with bonjour\n")),
         "{log}"
