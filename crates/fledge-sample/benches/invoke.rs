@@ -13,7 +13,10 @@
 //! `127.0.0.1:9000/2015-03-31/functions/fledge-sample/invocations`). The client is a
 //! minimal keep-alive HTTP/1.1 loop on the same machine, so the numbers include its cost
 //! too (two cores shared by client, platform and functions). "CPU µs/invoke" is the whole
-//! machine's busy time (`/proc/stat`) over the run divided by the invocations.
+//! machine's busy time (`/proc/stat`) over the run divided by the invocations; the next
+//! three columns split it: the function processes (this process's children), the
+//! platform's threads and the client's (`/proc/self/task`). Interrupt work is counted to
+//! whichever thread the CPU was running, so the three add up to about the machine's.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -87,38 +90,95 @@ impl Connection {
 
 struct Run {
     calls: usize,
-    /// CPU time of the whole machine per call (user, system and interrupts, every process).
-    cpu_per_call: Option<Duration>,
+    /// CPU time per call: the whole machine's, and its split between the function
+    /// processes, the platform's threads and the load client's.
+    cpu: Option<[Duration; 4]>,
     per_second: f64,
     p50: Duration,
     p99: Duration,
     max: Duration,
 }
 
-/// The machine's busy CPU time so far, from `/proc/stat` (Linux), in clock ticks of 10 ms.
-fn busy_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq: everything but idle and iowait.
-    Some(
-        fields
+/// CPU time so far, in clock ticks of 10 ms (Linux `/proc`): the whole machine's busy time
+/// (user, system and interrupts, every process), this process's `fledge-local` and
+/// `bench-client` threads, and this process's children (the function processes).
+#[derive(Clone, Copy, Default)]
+struct CpuSplit {
+    machine: u64,
+    functions: u64,
+    platform: u64,
+    client: u64,
+}
+
+impl CpuSplit {
+    fn now() -> Option<CpuSplit> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq: everything but idle and iowait.
+        let machine = fields
             .get(..7)?
             .iter()
             .enumerate()
             .filter(|(i, _)| ![3, 4].contains(i))
             .map(|(_, v)| v)
-            .sum(),
-    )
+            .sum();
+        let mut split = CpuSplit {
+            machine,
+            ..CpuSplit::default()
+        };
+        for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            if let Some((name, _, ticks)) = proc_stat(&task.path().join("stat")) {
+                if name.starts_with("fledge-local") {
+                    split.platform += ticks;
+                } else if name.starts_with("bench-client") {
+                    split.client += ticks;
+                }
+            }
+        }
+        let me = std::process::id();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            if let Some((_, parent, ticks)) = proc_stat(&entry.path().join("stat"))
+                && parent == me
+            {
+                split.functions += ticks;
+            }
+        }
+        Some(split)
+    }
+
+    /// The time from `before` to `self`, per one of `calls`.
+    fn per_call(self, before: CpuSplit, calls: usize) -> [Duration; 4] {
+        let per =
+            |a: u64, b: u64| Duration::from_millis(a.saturating_sub(b) * 10) / calls.max(1) as u32;
+        [
+            per(self.machine, before.machine),
+            per(self.functions, before.functions),
+            per(self.platform, before.platform),
+            per(self.client, before.client),
+        ]
+    }
+}
+
+/// A task's or process's name, parent and CPU ticks (user and system) from its `stat` file.
+fn proc_stat(path: &std::path::Path) -> Option<(String, u32, u64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_string();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state, ppid, … utime is the 12th field and stime the 13th.
+    let parent = fields.get(1)?.parse().ok()?;
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((name, parent, ticks))
 }
 
 async fn load(addr: &str, path: &str, connections: usize, seconds: u64) -> Run {
-    let busy_before = busy_ticks();
+    let cpu_before = CpuSplit::now();
     let until = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -138,14 +198,14 @@ async fn load(addr: &str, path: &str, connections: usize, seconds: u64) -> Run {
         all.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed();
-    let cpu_per_call = busy_before
-        .zip(busy_ticks())
-        .map(|(a, b)| Duration::from_millis((b - a) * 10) / all.len().max(1) as u32);
+    let cpu = cpu_before
+        .zip(CpuSplit::now())
+        .map(|(before, after)| after.per_call(before, all.len()));
     all.sort();
     let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     Run {
         calls: all.len(),
-        cpu_per_call,
+        cpu,
         per_second: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pick(0.5),
         p99: pick(0.99),
@@ -193,9 +253,12 @@ fn client(endpoint: &str) -> aws_sdk_lambda::Client {
     aws_sdk_lambda::Client::from_conf(conf)
 }
 
-fn micros(d: Option<Duration>) -> String {
-    d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e6))
+fn micros(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1e6)
 }
+
+/// The table's head: CPU is per invoke, the whole machine's and then its split.
+const TABLE: &str = "| target | connections | invokes/s | p50 ms | p99 ms | max ms | CPU µs/invoke | function | platform | client |\n|---|---|---|---|---|---|---|---|---|---|";
 
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
@@ -237,11 +300,17 @@ async fn external(target: &str, seconds: u64, connection_counts: &[usize]) {
         .expect("BENCH_EXTERNAL is HOST:PORT/PATH");
     let path = format!("/{path}");
     println!("external endpoint {target}: {seconds} s per run");
-    println!("| target | connections | invokes/s | p50 ms | p99 ms | max ms | CPU µs/invoke |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("{TABLE}");
     for &connections in connection_counts {
         load(addr, &path, connections, 1).await;
         let run = load(addr, &path, connections, seconds).await;
+        // Its processes are not this one's children: only the machine's and the client's
+        // columns mean anything.
+        let mut run = run;
+        if let Some(cpu) = &mut run.cpu {
+            cpu[1] = Duration::ZERO;
+            cpu[2] = Duration::ZERO;
+        }
         row(target, connections, &run);
     }
 }
@@ -360,7 +429,9 @@ fn row(label: &str, connections: usize, run: &Run) {
         ms(run.p50),
         ms(run.p99),
         ms(run.max),
-        micros(run.cpu_per_call)
+        run.cpu.map_or("- | - | - | -".into(), |cpu| cpu
+            .map(|d| if d.is_zero() { "-".into() } else { micros(d) })
+            .join(" | "))
     );
 }
 
@@ -445,8 +516,7 @@ async fn bench(platform_runtime: &tokio::runtime::Runtime) {
     println!(
         "fledge local invoke benchmark: {seconds} s per run, warm processes; CPU is the whole machine's per invoke"
     );
-    println!("| target | connections | invokes/s | p50 ms | p99 ms | max ms | CPU µs/invoke |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("{TABLE}");
     for &connections in &connection_counts {
         for (label, target, path) in [
             (
