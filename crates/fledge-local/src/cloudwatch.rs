@@ -2,11 +2,14 @@
 //! GetMetricStatistics, ListMetrics, and metric alarms (PutMetricAlarm, DescribeAlarms,
 //! SetAlarmState, DeleteAlarms) evaluated on those metrics.
 //!
-//! Two wire protocols reach one dispatcher: Smithy RPC v2 CBOR
-//! (`POST /service/GraniteServiceVersion20100801/operation/<Op>`, what the Rust SDK sends)
-//! and AWS JSON 1.0 (`POST /` with `X-Amz-Target: GraniteServiceVersion20100801.<Op>`, what
-//! the AWS CLI and boto3 send). Requests become JSON values with timestamps as epoch
-//! seconds; answers are JSON values whose timestamp fields become CBOR tag 1 on the way out.
+//! Three wire protocols reach one dispatcher: Smithy RPC v2 CBOR
+//! (`POST /service/GraniteServiceVersion20100801/operation/<Op>`, what the Rust SDK sends),
+//! AWS JSON 1.0 (`POST /` with `X-Amz-Target: GraniteServiceVersion20100801.<Op>`, what
+//! the AWS CLI and boto3 send), and the AWS query protocol (a form-encoded `POST /` with
+//! `Action=<Op>&Version=2010-08-01`, answered in XML: what every SDK and CLI released
+//! before December 2025 sends). Requests become JSON values with timestamps as epoch
+//! seconds; answers are JSON values whose timestamp fields become CBOR tag 1, or ISO 8601
+//! in XML, on the way out.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,9 +25,22 @@ use serde_json::{Value, json};
 
 use crate::metrics::{Metrics, Statistic};
 use crate::server::Platform;
-use crate::wire::now_ms;
+use crate::wire::{iso8601, now_ms, uuid, xml_escape};
 
 const TARGET_PREFIX: &str = "GraniteServiceVersion20100801.";
+/// The API version a query-protocol request names.
+const QUERY_VERSION: &str = "2010-08-01";
+const QUERY_NAMESPACE: &str = "http://monitoring.amazonaws.com/doc/2010-08-01/";
+/// The operations fledge local answers.
+const OPERATIONS: [&str; 7] = [
+    "GetMetricData",
+    "GetMetricStatistics",
+    "ListMetrics",
+    "PutMetricAlarm",
+    "DescribeAlarms",
+    "SetAlarmState",
+    "DeleteAlarms",
+];
 
 /// Fields that carry timestamps in CloudWatch's shapes.
 const TIMESTAMP_FIELDS: [&str; 6] = [
@@ -169,6 +185,188 @@ fn encode_json_error(e: CwError) -> Response {
     response
 }
 
+/// Whether a form-encoded request is for CloudWatch: it names CloudWatch's API version, or
+/// names none and asks for one of CloudWatch's operations.
+pub fn is_query_request(form: &[(String, String)]) -> bool {
+    let get = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    match get("Version") {
+        Some(version) => version == QUERY_VERSION,
+        None => get("Action").is_some_and(|a| OPERATIONS.contains(&a)),
+    }
+}
+
+/// The AWS query protocol: `Action`, `Version` and the input as flattened form fields
+/// (`Dimensions.member.1.Name=…`), answered in XML.
+pub async fn query(p: &Platform, form: Vec<(String, String)>) -> Response {
+    let mut action = String::new();
+    let mut fields = Vec::with_capacity(form.len());
+    for (key, value) in form {
+        match key.as_str() {
+            "Action" => action = value,
+            "Version" => {}
+            _ => fields.push((key, value)),
+        }
+    }
+    let request = match form_to_json(fields) {
+        Ok(v) => v,
+        Err(e) => return encode_xml_error(e),
+    };
+    match dispatch(p, &action, request).await {
+        Ok(v) => {
+            let mut body = format!("<{action}Response xmlns=\"{QUERY_NAMESPACE}\">");
+            if v.as_object().is_some_and(|o| !o.is_empty()) {
+                write_xml(&mut body, &format!("{action}Result"), &v, false);
+            }
+            body.push_str(&format!(
+                "<ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
+                uuid()
+            ));
+            (StatusCode::OK, [("content-type", "text/xml")], body).into_response()
+        }
+        Err(e) => encode_xml_error(e),
+    }
+}
+
+fn encode_xml_error(e: CwError) -> Response {
+    let who = if e.status.is_server_error() {
+        "Receiver"
+    } else {
+        "Sender"
+    };
+    let body = format!(
+        "<ErrorResponse xmlns=\"{QUERY_NAMESPACE}\"><Error><Type>{who}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+        e.code,
+        xml_escape(&e.message),
+        uuid()
+    );
+    (e.status, [("content-type", "text/xml")], body).into_response()
+}
+
+/// Input members that are numbers or booleans; in a form every value is text.
+const INTEGER_FIELDS: [&str; 5] = [
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "MaxDatapoints",
+    "MaxRecords",
+];
+const DOUBLE_FIELDS: [&str; 1] = ["Threshold"];
+const BOOLEAN_FIELDS: [&str; 2] = ["ReturnData", "ActionsEnabled"];
+
+/// One node of a form being rebuilt into the shape the JSON protocols send.
+#[derive(Default)]
+struct FormNode {
+    value: Option<String>,
+    /// Named members, and list members by their 1-based index (`member.N`).
+    fields: BTreeMap<String, FormNode>,
+    members: BTreeMap<u32, FormNode>,
+}
+
+impl FormNode {
+    fn into_json(self, name: &str) -> Result<Value, CwError> {
+        if let Some(text) = self.value {
+            return typed(name, text);
+        }
+        if !self.members.is_empty() {
+            return self
+                .members
+                .into_values()
+                .map(|m| m.into_json(name))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array);
+        }
+        let mut out = serde_json::Map::new();
+        for (key, node) in self.fields {
+            let v = node.into_json(&key)?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A form value as the member `name` carries it in JSON.
+fn typed(name: &str, text: String) -> Result<Value, CwError> {
+    let bad = |kind: &str| {
+        invalid(format!(
+            "The parameter {name} must be {kind}; got '{text}'."
+        ))
+    };
+    if INTEGER_FIELDS.contains(&name) {
+        text.parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| bad("an integer"))
+    } else if DOUBLE_FIELDS.contains(&name) {
+        text.parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| bad("a number"))
+    } else if BOOLEAN_FIELDS.contains(&name) {
+        match text.as_str() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            _ => Err(bad("true or false")),
+        }
+    } else {
+        Ok(Value::String(text))
+    }
+}
+
+/// Rebuilds a query-protocol form (`A.member.1.B=x`) into the JSON protocols' shape
+/// (`{"A": [{"B": "x"}]}`). An empty list (`A=`) stays an empty text, which the operations
+/// read as no items, as they do a missing list.
+fn form_to_json(fields: Vec<(String, String)>) -> Result<Value, CwError> {
+    let mut root = FormNode::default();
+    for (key, value) in fields {
+        let mut node = &mut root;
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            node = if part == "member" && parts.peek().is_some() {
+                let index = parts.next().unwrap_or_default();
+                let index: u32 = index
+                    .parse()
+                    .map_err(|_| invalid(format!("'{key}' has no list index after member.")))?;
+                node.members.entry(index).or_default()
+            } else {
+                node.fields.entry(part.to_string()).or_default()
+            };
+        }
+        node.value = Some(value);
+    }
+    root.into_json("")
+}
+
+/// Writes `v` as the XML element `name`: objects as child elements, lists as `member`
+/// elements, timestamps (by member name) as ISO 8601.
+fn write_xml(out: &mut String, name: &str, v: &Value, timestamp: bool) {
+    let text = match v {
+        Value::Null => return,
+        Value::Object(o) => {
+            out.push_str(&format!("<{name}>"));
+            for (key, child) in o {
+                write_xml(out, key, child, TIMESTAMP_FIELDS.contains(&key.as_str()));
+            }
+            out.push_str(&format!("</{name}>"));
+            return;
+        }
+        Value::Array(items) => {
+            out.push_str(&format!("<{name}>"));
+            for item in items {
+                write_xml(out, "member", item, timestamp);
+            }
+            out.push_str(&format!("</{name}>"));
+            return;
+        }
+        Value::Number(n) if timestamp => {
+            iso8601((n.as_f64().unwrap_or(0.0) * 1000.0).round().max(0.0) as u64)
+        }
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::String(s) => xml_escape(s),
+    };
+    out.push_str(&format!("<{name}>{text}</{name}>"));
+}
+
 fn cbor_to_json(v: Cbor) -> Value {
     match v {
         Cbor::Integer(i) => {
@@ -250,7 +448,8 @@ async fn dispatch(p: &Platform, op: &str, request: Value) -> Result<Value, CwErr
             code: "InvalidAction",
             status: StatusCode::BAD_REQUEST,
             message: format!(
-                "fledge local does not implement the CloudWatch operation {other}; it implements GetMetricData, GetMetricStatistics, ListMetrics, PutMetricAlarm, DescribeAlarms, SetAlarmState and DeleteAlarms"
+                "fledge local does not implement the CloudWatch operation '{other}'; it implements {}",
+                OPERATIONS.join(", ")
             ),
         }),
     }
@@ -799,6 +998,63 @@ impl Alarms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn query_forms_become_the_json_protocols_shape() {
+        let v = form_to_json(form(&[
+            ("MetricDataQueries.member.2.Id", "b"),
+            ("MetricDataQueries.member.1.Id", "a"),
+            ("MetricDataQueries.member.1.MetricStat.Period", "60"),
+            (
+                "MetricDataQueries.member.1.MetricStat.Metric.Dimensions.member.1.Name",
+                "FunctionName",
+            ),
+            ("MetricDataQueries.member.1.ReturnData", "false"),
+            ("Threshold", "0.5"),
+            ("Statistics.member.1", "Sum"),
+            ("AlarmNames", ""),
+        ]))
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "MetricDataQueries": [
+                    {"Id": "a", "ReturnData": false, "MetricStat": {
+                        "Period": 60,
+                        "Metric": {"Dimensions": [{"Name": "FunctionName"}]}}},
+                    {"Id": "b"},
+                ],
+                "Threshold": 0.5,
+                "Statistics": ["Sum"],
+                "AlarmNames": "",
+            })
+        );
+        let e = form_to_json(form(&[("Period", "sixty")])).unwrap_err();
+        assert_eq!(e.code, "InvalidParameterValue");
+        assert!(e.message.contains("Period") && e.message.contains("sixty"));
+    }
+
+    #[test]
+    fn answers_become_query_xml() {
+        let mut out = String::new();
+        let answer = json!({
+            "Datapoints": [{"Timestamp": 1_586_545_592.5, "Sum": 3.0}],
+            "Label": "a < b",
+            "Empty": null,
+        });
+        write_xml(&mut out, "Result", &answer, false);
+        assert_eq!(
+            out,
+            "<Result><Datapoints><member><Sum>3.0</Sum><Timestamp>2020-04-10T19:06:32.500Z</Timestamp></member></Datapoints><Label>a &lt; b</Label></Result>"
+        );
+    }
 
     #[test]
     fn iso_times_read_as_epoch_seconds() {

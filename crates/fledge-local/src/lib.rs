@@ -17,7 +17,8 @@
 //! - [`scale`]: the pure decision "start another process?".
 //! - [`metrics`]: per-second metrics under Lambda's dimension sets.
 //! - [`cloudwatch`]: GetMetricData, GetMetricStatistics and metric alarms, over RPC v2
-//!   CBOR (the Rust SDK) and AWS JSON 1.0 (the AWS CLI, boto3).
+//!   CBOR (the Rust SDK), AWS JSON 1.0 (the AWS CLI, boto3) and the query protocol (SDKs
+//!   and CLIs released before December 2025).
 //! - [`faults`]: injected failures of control operations, for rehearsals.
 //! - [`sns`]: SNS topics and Publish (the query protocol), to rehearse notifications.
 //! - [`server`]: the router that puts it together, and [`Platform`] to run it.

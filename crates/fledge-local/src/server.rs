@@ -277,8 +277,9 @@ fn router(platform: Arc<Platform>) -> Router {
         .with_state(platform)
 }
 
-/// `POST /` carries CloudWatch's AWS JSON 1.0 (with X-Amz-Target) and SNS's query protocol
-/// (a form-encoded body).
+/// `POST /` carries CloudWatch's AWS JSON 1.0 (with X-Amz-Target), and the query protocol
+/// (a form-encoded body) of SNS and of CloudWatch (older SDKs and CLIs), told apart by the
+/// form's API `Version`.
 async fn root(
     State(p): State<Arc<Platform>>,
     headers: axum::http::HeaderMap,
@@ -288,10 +289,23 @@ async fn root(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if form && !headers.contains_key("x-amz-target") {
-        p.sns.handle(&body)
+    if !form || headers.contains_key("x-amz-target") {
+        return cloudwatch::json_rpc(State(p), headers, body).await;
+    }
+    let form: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
+        Ok(form) => form,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("fledge local could not read the form-encoded body: {e}"),
+            )
+                .into_response();
+        }
+    };
+    if cloudwatch::is_query_request(&form) {
+        cloudwatch::query(&p, form).await
     } else {
-        cloudwatch::json_rpc(State(p), headers, body).await
+        p.sns.handle(&form)
     }
 }
 

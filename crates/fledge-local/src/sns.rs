@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{now_ms, uuid};
+use crate::wire::{now_ms, uuid, xml_escape as escape};
 
 const NAMESPACE: &str = "http://sns.amazonaws.com/doc/2010-03-31/";
 const KEPT: usize = 1000;
@@ -46,13 +46,6 @@ struct SnsError {
     status: StatusCode,
     code: &'static str,
     message: String,
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn answer(action: &str, result: &str) -> Response {
@@ -116,12 +109,8 @@ impl Sns {
             })
     }
 
-    /// Answers one query-protocol request (the form-encoded body of a POST to `/`).
-    pub fn handle(&self, body: &[u8]) -> Response {
-        let form: Vec<(String, String)> = match serde_urlencoded::from_bytes(body) {
-            Ok(f) => f,
-            Err(e) => return invalid(format!("the body is not a form: {e}")).into_response(),
-        };
+    /// Answers one query-protocol request (the decoded form of a POST to `/`).
+    pub fn handle(&self, form: &[(String, String)]) -> Response {
         let get = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         let action = get("Action").unwrap_or_default();
         let result = match action {

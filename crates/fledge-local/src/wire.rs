@@ -72,6 +72,25 @@ pub fn lambda_timestamp(ms: u64) -> String {
     )
 }
 
+/// ISO 8601 in UTC with milliseconds, as the query protocol writes timestamps:
+/// `2020-04-10T19:06:32.563Z`.
+pub fn iso8601(ms: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(ms / 1000);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+        ms % 1000
+    )
+}
+
+/// `text` escaped for XML content or attributes.
+pub fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
 /// Seconds since the epoch as (year, month, day, hour, minute, second), UTC.
 fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
     let days = (secs / 86_400) as i64;
@@ -100,6 +119,15 @@ mod tests {
             "2020-04-10T19:06:32.563+0000"
         );
         assert_eq!(lambda_timestamp(0), "1970-01-01T00:00:00.000+0000");
+        assert_eq!(iso8601(1_586_545_592_563), "2020-04-10T19:06:32.563Z");
+    }
+
+    #[test]
+    fn xml_text_is_escaped() {
+        assert_eq!(
+            xml_escape(r#"<a b="c">'&'</a>"#),
+            "&lt;a b=&quot;c&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;"
+        );
     }
 
     #[test]

@@ -251,3 +251,255 @@ async fn alarms_follow_the_metrics() {
         .unwrap_err();
     assert_eq!(e.code(), Some("ResourceNotFound"));
 }
+
+/// Writes under `dir` a copy of the installed botocore's CloudWatch model that names only
+/// the query protocol; with `AWS_DATA_PATH=dir` the AWS CLI then speaks CloudWatch as every
+/// CLI and SDK released before December 2025 does (a form-encoded POST, answered in XML),
+/// through botocore's own query serializer and XML parser. Answers why not when this
+/// machine's Python has no botocore.
+fn query_protocol_models(dir: &std::path::Path) -> Result<(), String> {
+    const SCRIPT: &str = r#"
+import gzip, json, os, sys
+import botocore
+root = os.path.join(os.path.dirname(botocore.__file__), "data", "cloudwatch")
+version = sorted(os.listdir(root))[-1]
+path = os.path.join(root, version, "service-2.json")
+model = json.load(gzip.open(path + ".gz") if os.path.exists(path + ".gz") else open(path))
+model["metadata"]["protocol"] = "query"
+model["metadata"]["protocols"] = ["query"]
+out = os.path.join(sys.argv[1], "cloudwatch", version)
+os.makedirs(out, exist_ok=True)
+json.dump(model, open(os.path.join(out, "service-2.json"), "w"))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The same metrics and alarms over CloudWatch's query protocol as over AWS JSON 1.0, with
+/// the AWS CLI speaking each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_clients_get_the_same_answers_over_the_query_protocol() {
+    let Some(cli) = common::aws_cli() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the AWS CLI: .ci/run installs it with pip"
+        );
+        eprintln!("skipped: no AWS CLI here (pip install awscli); CI runs this test");
+        return;
+    };
+    let models = common::temp_dir("cw-query-models");
+    if let Err(why) = query_protocol_models(&models) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs the AWS CLI with pip, so python3 has botocore: {why}"
+        );
+        eprintln!("skipped: python3 has no botocore to take CloudWatch's model from: {why}");
+        return;
+    }
+    let p = start("cw-query").await;
+    p.create_sample("q", &[], 3).await;
+    p.publish_with_env("q", &[("SAMPLE_ERROR_RATE", "1")]).await;
+    let routing = AliasRoutingConfiguration::builder()
+        .additional_version_weights("2", 0.3)
+        .build();
+    p.lambda
+        .create_alias()
+        .function_name("q")
+        .name("live")
+        .function_version("1")
+        .routing_config(routing)
+        .send()
+        .await
+        .unwrap();
+    let mut calls = [0u32; 3];
+    for _ in 0..40 {
+        let (v, _, _) = invoke(&p.lambda, "q:live", "{}").await;
+        calls[v.parse::<usize>().unwrap()] += 1;
+    }
+    assert!(calls[2] > 0, "version 2 served none of 40");
+
+    let models_path = models.to_str().unwrap();
+    let query: &[(&str, &str)] = &[("AWS_DATA_PATH", models_path)];
+    let cw = |env: &[(&str, &str)], args: &[&str]| {
+        let mut all = vec!["cloudwatch"];
+        all.extend_from_slice(args);
+        common::aws_with(&cli, &p.endpoint, &models, env, &all)
+    };
+
+    // The CLI really speaks the query protocol with the model given.
+    let debug = std::process::Command::new(&cli[0])
+        .args(&cli[1..])
+        .args(["cloudwatch", "describe-alarms", "--debug"])
+        .args(["--endpoint-url", &p.endpoint])
+        .env("AWS_ACCESS_KEY_ID", "fledge")
+        .env("AWS_SECRET_ACCESS_KEY", "fledge")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_DATA_PATH", models_path)
+        .output()
+        .unwrap();
+    let debug = String::from_utf8_lossy(&debug.stderr);
+    assert!(
+        debug.contains("x-www-form-urlencoded") && debug.contains("<DescribeAlarmsResponse"),
+        "the CLI did not speak the query protocol: {debug}"
+    );
+
+    let dims_v2 =
+        "Name=FunctionName,Value=q Name=Resource,Value=q:live Name=ExecutedVersion,Value=2";
+    let queries = serde_json::json!([1, 2].map(|v| serde_json::json!({
+        "Id": format!("v{v}"),
+        "MetricStat": {
+            "Metric": {
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Invocations",
+                "Dimensions": [
+                    {"Name": "FunctionName", "Value": "q"},
+                    {"Name": "Resource", "Value": "q:live"},
+                    {"Name": "ExecutedVersion", "Value": v.to_string()},
+                ],
+            },
+            "Period": 60,
+            "Stat": "Sum",
+        },
+    })))
+    .to_string();
+    for (protocol, env) in [("JSON 1.0", &[][..]), ("query", query)] {
+        let mut args = vec![
+            "get-metric-statistics",
+            "--namespace",
+            "AWS/Lambda",
+            "--metric-name",
+            "Errors",
+            "--start-time",
+            "2000-01-01T00:00:00Z",
+            "--end-time",
+            "2100-01-01T00:00:00Z",
+            "--period",
+            "86400",
+            "--statistics",
+            "Sum",
+            "SampleCount",
+            "--dimensions",
+        ];
+        args.extend(dims_v2.split(' '));
+        let stats = cw(env, &args).unwrap();
+        let points = stats["Datapoints"].as_array().unwrap();
+        assert_eq!(points.len(), 1, "{protocol}: {stats}");
+        assert_eq!(points[0]["Sum"], f64::from(calls[2]), "{protocol}: {stats}");
+        assert_eq!(points[0]["SampleCount"], f64::from(calls[2]), "{protocol}");
+        // AWS CLI v1 prints a timestamp as the wire had it: epoch seconds from JSON 1.0,
+        // ISO 8601 text from the query protocol's XML (v2 prints ISO 8601 for both).
+        let timestamp = &points[0]["Timestamp"];
+        assert!(
+            timestamp.as_str().is_some_and(|t| t.contains("T00:00:00"))
+                || (protocol != "query" && timestamp.is_number()),
+            "{protocol}: {stats}"
+        );
+
+        let data = cw(
+            env,
+            &[
+                "get-metric-data",
+                "--metric-data-queries",
+                &queries,
+                "--start-time",
+                "2000-01-01T00:00:00Z",
+                "--end-time",
+                "2100-01-01T00:00:00Z",
+            ],
+        )
+        .unwrap();
+        for (v, called) in [("v1", calls[1]), ("v2", calls[2])] {
+            let r = data["MetricDataResults"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["Id"] == v)
+                .unwrap();
+            let values: f64 = r["Values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .sum();
+            assert_eq!(values, f64::from(called), "{protocol} {v}: {data}");
+            assert_eq!(
+                r["Timestamps"].as_array().unwrap().len(),
+                r["Values"].as_array().unwrap().len()
+            );
+        }
+    }
+
+    // An alarm made, read, set and deleted over the query protocol; read back over JSON.
+    let mut put = vec![
+        "put-metric-alarm",
+        "--alarm-name",
+        "q-v2-errors",
+        "--namespace",
+        "AWS/Lambda",
+        "--metric-name",
+        "Errors",
+        "--statistic",
+        "Sum",
+        "--period",
+        "60",
+        "--evaluation-periods",
+        "1",
+        "--threshold",
+        "0.5",
+        "--comparison-operator",
+        "GreaterThanThreshold",
+        "--dimensions",
+    ];
+    put.extend(dims_v2.split(' '));
+    cw(query, &put).unwrap();
+    for env in [query, &[][..]] {
+        let alarms = cw(env, &["describe-alarms", "--alarm-names", "q-v2-errors"]).unwrap();
+        let alarm = &alarms["MetricAlarms"][0];
+        assert_eq!(alarm["StateValue"], "ALARM", "{alarms}");
+        assert_eq!(alarm["Threshold"], 0.5);
+        assert_eq!(alarm["Period"], 60);
+        assert_eq!(alarm["Dimensions"].as_array().unwrap().len(), 3);
+    }
+    cw(
+        query,
+        &[
+            "set-alarm-state",
+            "--alarm-name",
+            "q-v2-errors",
+            "--state-value",
+            "OK",
+            "--state-reason",
+            "checked by hand & <quoted>",
+        ],
+    )
+    .unwrap();
+    let alarms = cw(query, &["describe-alarms", "--state-value", "OK"]).unwrap();
+    assert_eq!(
+        alarms["MetricAlarms"][0]["StateReason"], "checked by hand & <quoted>",
+        "{alarms}"
+    );
+    cw(query, &["delete-alarms", "--alarm-names", "q-v2-errors"]).unwrap();
+    let alarms = cw(query, &["describe-alarms"]).unwrap();
+    assert_eq!(alarms["MetricAlarms"].as_array().unwrap().len(), 0);
+
+    // Errors carry their code and message in the query protocol's XML.
+    let e = cw(query, &["delete-alarms", "--alarm-names", "q-v2-errors"]).unwrap_err();
+    assert!(
+        e.contains("(ResourceNotFound)") && e.contains("q-v2-errors"),
+        "{e}"
+    );
+    let e = cw(query, &["describe-alarm-history"]).unwrap_err();
+    assert!(
+        e.contains("(InvalidAction)") && e.contains("DescribeAlarmHistory"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(models);
+}

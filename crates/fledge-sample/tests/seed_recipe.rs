@@ -3,55 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::start;
-
-/// The AWS CLI as installed (`aws`), or through Python (`python3 -m awscli`).
-fn aws_cli() -> Option<Vec<String>> {
-    let candidates = [
-        vec!["aws".to_string()],
-        vec![
-            "python3".to_string(),
-            "-m".to_string(),
-            "awscli".to_string(),
-        ],
-    ];
-    candidates.into_iter().find(|c| {
-        Command::new(&c[0])
-            .args(&c[1..])
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
-fn aws(cli: &[String], endpoint: &str, cwd: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(&cli[0])
-        .args(&cli[1..])
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--output", "json"])
-        .current_dir(cwd)
-        .env("AWS_ACCESS_KEY_ID", "fledge")
-        .env("AWS_SECRET_ACCESS_KEY", "fledge")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("the AWS CLI runs");
-    assert!(
-        out.status.success(),
-        "aws {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    if text.trim().is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    }
-}
+use common::{aws, aws_cli, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_articles_recipe_runs_verbatim_with_the_aws_cli() {

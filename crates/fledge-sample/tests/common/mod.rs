@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_lambda::primitives::Blob;
@@ -216,4 +217,63 @@ pub async fn invoke(
         out.function_error,
         body,
     )
+}
+
+/// The AWS CLI as installed (`aws`), or through Python (`python3 -m awscli`).
+pub fn aws_cli() -> Option<Vec<String>> {
+    let candidates = [
+        vec!["aws".to_string()],
+        vec![
+            "python3".to_string(),
+            "-m".to_string(),
+            "awscli".to_string(),
+        ],
+    ];
+    candidates.into_iter().find(|c| {
+        Command::new(&c[0])
+            .args(&c[1..])
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Runs the AWS CLI against `endpoint` and answers its JSON output; fails on an error.
+pub fn aws(cli: &[String], endpoint: &str, cwd: &Path, args: &[&str]) -> serde_json::Value {
+    aws_with(cli, endpoint, cwd, &[], args).expect("the AWS CLI succeeds")
+}
+
+/// Runs the AWS CLI with `env` added; answers its JSON output, or its stderr on an error.
+pub fn aws_with(
+    cli: &[String],
+    endpoint: &str,
+    cwd: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let out = Command::new(&cli[0])
+        .args(&cli[1..])
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--output", "json"])
+        .current_dir(cwd)
+        .env("AWS_ACCESS_KEY_ID", "fledge")
+        .env("AWS_SECRET_ACCESS_KEY", "fledge")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env_remove("AWS_PROFILE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the AWS CLI runs");
+    if !out.status.success() {
+        return Err(format!(
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    Ok(if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    })
 }
