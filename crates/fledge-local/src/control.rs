@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -148,12 +148,57 @@ struct CreateFunctionInput {
     environment: Option<EnvironmentInput>,
     architectures: Option<Vec<String>>,
     package_type: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    unavailable: Unavailable,
+}
+
+/// Configuration that needs AWS services fledge local does not have. Given, it is refused
+/// with what to do instead, rather than accepted and silently left out.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Unavailable {
+    layers: Option<Vec<String>>,
+    dead_letter_config: Option<Value>,
+    file_system_configs: Option<Vec<Value>>,
+}
+
+impl Unavailable {
+    fn refuse(&self) -> Result<(), LambdaError> {
+        if self.layers.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(LambdaError::invalid_parameter(
+                "fledge local has no layers: bundle what the layer provides into the function's own zip, and give no Layers",
+            ));
+        }
+        if self
+            .dead_letter_config
+            .as_ref()
+            .and_then(|d| d.get("TargetArn"))
+            .and_then(Value::as_str)
+            .is_some_and(|arn| !arn.is_empty())
+        {
+            return Err(LambdaError::invalid_parameter(
+                "fledge local delivers no dead-letter queue messages: give no DeadLetterConfig (failed asynchronous events are counted in AsyncEventsDropped and logged)",
+            ));
+        }
+        if self
+            .file_system_configs
+            .as_ref()
+            .is_some_and(|f| !f.is_empty())
+        {
+            return Err(LambdaError::invalid_parameter(
+                "fledge local mounts no EFS file systems: give no FileSystemConfigs",
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub async fn create_function(State(p): State<Arc<Platform>>, bytes: Bytes) -> Answer {
     p.faults.apply("CreateFunction").await?;
     let input: CreateFunctionInput = body(&bytes)?;
     let name = function_name(&p, &input.function_name, NameKind::Function)?;
+    input.unavailable.refuse()?;
     if name.qualifier.is_some() {
         return Err(LambdaError::invalid_parameter(
             "Creating a function with a qualifier is not supported; give the name alone",
@@ -185,6 +230,7 @@ pub async fn create_function(State(p): State<Arc<Platform>>, bytes: Bytes) -> An
         architectures: input.architectures,
         zip,
         publish: input.publish,
+        tags: input.tags.unwrap_or_default(),
     };
     let v = p.store.create_function(new)?;
     let mut config = configuration(&p, &name.name, &v);
@@ -249,6 +295,12 @@ pub async fn get_function(
     });
     if let Some(r) = reserved {
         out["Concurrency"] = json!({"ReservedConcurrentExecutions": r});
+    }
+    let tags = p
+        .store
+        .read(|functions| functions.get(&name).map(|f| f.tags.clone()));
+    if let Some(tags) = tags.filter(|t| !t.is_empty()) {
+        out["Tags"] = json!(tags);
     }
     Ok(ok(out))
 }
@@ -384,6 +436,8 @@ struct UpdateConfigInput {
     memory_size: Option<u32>,
     environment: Option<EnvironmentInput>,
     revision_id: Option<String>,
+    #[serde(flatten)]
+    unavailable: Unavailable,
 }
 
 pub async fn update_configuration(
@@ -394,6 +448,7 @@ pub async fn update_configuration(
     p.faults.apply("UpdateFunctionConfiguration").await?;
     let input: UpdateConfigInput = body(&bytes)?;
     let r = function_name(&p, &name, NameKind::Function)?;
+    input.unavailable.refuse()?;
     let change = ConfigChange {
         runtime: input.runtime,
         handler: input.handler,
@@ -824,12 +879,103 @@ pub async fn list_event_invokes(
     Ok(ok(json!({"FunctionEventInvokeConfigs": configs})))
 }
 
+// ---- tags ----
+
+/// The function a taggable resource ARN names: a function's full, unqualified ARN.
+fn tagged_function(p: &Platform, arn: &str) -> Result<String, LambdaError> {
+    let malformed = || {
+        LambdaError::validation(
+            arn,
+            "resource",
+            r"Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?",
+        )
+    };
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() < 7
+        || parts[0] != "arn"
+        || !parts[1].starts_with("aws")
+        || parts[2] != "lambda"
+        || parts[3].is_empty()
+        || parts[4].len() != 12
+        || !parts[4].bytes().all(|b| b.is_ascii_digit())
+        || parts[5] != "function"
+        || parts.len() > 8
+    {
+        return Err(malformed());
+    }
+    if parts.len() == 8 {
+        return Err(LambdaError::invalid_parameter(
+            "Tags on function aliases and versions are not supported. Please specify a function ARN.",
+        ));
+    }
+    let name = parts[6].to_string();
+    let known = p.store.read(|functions| functions.contains_key(&name));
+    if !known || parts[3] != p.store.region || parts[4] != p.store.account {
+        return Err(LambdaError::not_found(format!("Function not found: {arn}")));
+    }
+    Ok(name)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagInput {
+    tags: BTreeMap<String, String>,
+}
+
+/// ListTags: `GET /2017-03-31/tags/{ARN}`.
+pub async fn list_tags(State(p): State<Arc<Platform>>, Path(arn): Path<String>) -> Answer {
+    p.faults.apply("ListTags").await?;
+    let name = tagged_function(&p, &arn)?;
+    let tags = p
+        .store
+        .read(|functions| functions.get(&name).map(|f| f.tags.clone()))
+        .unwrap_or_default();
+    Ok(ok(json!({ "Tags": tags })))
+}
+
+/// TagResource: `POST /2017-03-31/tags/{ARN}` with `{"Tags": {…}}`.
+pub async fn tag_resource(
+    State(p): State<Arc<Platform>>,
+    Path(arn): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    p.faults.apply("TagResource").await?;
+    let input: TagInput = body(&bytes)?;
+    let name = tagged_function(&p, &arn)?;
+    p.store.tag(&name, input.tags)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// UntagResource: `DELETE /2017-03-31/tags/{ARN}?tagKeys=a&tagKeys=b`.
+pub async fn untag_resource(
+    State(p): State<Arc<Platform>>,
+    Path(arn): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    p.faults.apply("UntagResource").await?;
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).map_err(|e| {
+            LambdaError::invalid_parameter(format!("the query string is not readable: {e}"))
+        })?;
+    let keys: Vec<String> = pairs
+        .into_iter()
+        .filter(|(k, _)| k == "tagKeys")
+        .map(|(_, v)| v)
+        .collect();
+    if keys.is_empty() {
+        return Err(LambdaError::validation("null", "tagKeys", "Member must not be null").into());
+    }
+    let name = tagged_function(&p, &arn)?;
+    p.store.untag(&name, &keys)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Any Lambda path fledge local does not implement: a clear, non-retryable answer at once.
 pub async fn unsupported(method: Method, uri: Uri) -> Response {
     let e = LambdaError::new(
         ErrorType::InvalidRequestContent,
         format!(
-            "fledge local does not implement {method} {}. It implements functions (create, get, list, delete, update code and configuration), versions, aliases, concurrency, Invoke, and CloudWatch's GetMetricData, GetMetricStatistics, ListMetrics and metric alarms.",
+            "fledge local does not implement {method} {}. It implements functions (create, get, list, delete, update code and configuration), versions, aliases, concurrency, tags, asynchronous invocation configs, Invoke, and CloudWatch's GetMetricData, GetMetricStatistics, ListMetrics and metric alarms.",
             uri.path()
         ),
     );

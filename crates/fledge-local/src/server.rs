@@ -257,6 +257,12 @@ fn router(platform: Arc<Platform>) -> Router {
             "/service/GraniteServiceVersion20100801/operation/{op}",
             post(cloudwatch::cbor),
         )
+        .route(
+            "/2017-03-31/tags/{arn}",
+            get(control::list_tags)
+                .post(control::tag_resource)
+                .delete(control::untag_resource),
+        )
         .route("/", post(root))
         .route("/_fledge/sns/messages", get(sns_messages))
         .route(

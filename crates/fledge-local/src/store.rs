@@ -111,6 +111,9 @@ pub struct Function {
     /// number or an alias name).
     #[serde(default)]
     pub event_invoke: BTreeMap<String, EventInvokeConfig>,
+    /// The function's tags (Lambda tags functions, not versions or aliases).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// PutFunctionEventInvokeConfig's options for one qualifier; unset ones are Lambda's
@@ -160,6 +163,46 @@ pub struct NewFunction {
     pub architectures: Option<Vec<String>>,
     pub zip: Option<Vec<u8>>,
     pub publish: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Lambda's tag limits: at most 50 per function, keys of 1–128 characters that do not
+/// start with `aws:`, values of at most 256 characters. `existing` are the function's tags
+/// before `new` are added.
+fn check_tags(
+    new: &BTreeMap<String, String>,
+    existing: &BTreeMap<String, String>,
+) -> Result<(), LambdaError> {
+    for (key, value) in new {
+        let length = key.chars().count();
+        if !(1..=128).contains(&length) {
+            return Err(LambdaError::invalid_parameter(format!(
+                "The tag key '{key}' is {length} characters long; a tag key has 1 to 128."
+            )));
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(LambdaError::invalid_parameter(format!(
+                "The tag key '{key}' starts with 'aws:', which is reserved for AWS's own tags."
+            )));
+        }
+        if value.chars().count() > 256 {
+            return Err(LambdaError::invalid_parameter(format!(
+                "The value of tag '{key}' is {} characters long; a tag value has at most 256.",
+                value.chars().count()
+            )));
+        }
+    }
+    let total = existing
+        .keys()
+        .chain(new.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if total > 50 {
+        return Err(LambdaError::invalid_parameter(format!(
+            "A function can have at most 50 tags; these would make {total}."
+        )));
+    }
+    Ok(())
 }
 
 /// What UpdateFunctionConfiguration asks for.
@@ -347,6 +390,7 @@ impl Store {
         let memory_size = check_memory(new.memory_size.unwrap_or(128))?;
         let environment = new.environment.unwrap_or_default();
         check_environment(&environment)?;
+        check_tags(&new.tags, &BTreeMap::new())?;
         let zip = new.zip.ok_or_else(|| {
             LambdaError::invalid_parameter("fledge local accepts code only as Code.ZipFile (S3 and container images are not available here)")
         })?;
@@ -384,6 +428,7 @@ impl Store {
                 aliases: BTreeMap::new(),
                 reserved_concurrency: None,
                 event_invoke: BTreeMap::new(),
+                tags: new.tags,
             };
             if new.publish {
                 let published = publish(&mut function, None, None, None)?;
@@ -540,6 +585,33 @@ impl Store {
                 .get_mut(name)
                 .ok_or_else(|| self.not_found(name, None))?;
             function.reserved_concurrency = reserved;
+            Ok(())
+        })
+    }
+
+    // ---- tags ----
+
+    /// Adds `tags` to the function's, replacing the values of keys it has already.
+    pub fn tag(&self, name: &str, tags: BTreeMap<String, String>) -> Result<(), LambdaError> {
+        self.write(name, |functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            check_tags(&tags, &function.tags)?;
+            function.tags.extend(tags);
+            Ok(())
+        })
+    }
+
+    /// Removes the tags with these keys; a key the function does not have is no error.
+    pub fn untag(&self, name: &str, keys: &[String]) -> Result<(), LambdaError> {
+        self.write(name, |functions| {
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            for key in keys {
+                function.tags.remove(key);
+            }
             Ok(())
         })
     }

@@ -1136,3 +1136,177 @@ async fn unsupported_operations_say_so() {
     );
     assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(400));
 }
+
+/// Tags as Lambda keeps them: given at CreateFunction, shown by GetFunction, changed with
+/// TagResource and UntagResource, kept across a restart; on the function's ARN only.
+#[tokio::test]
+async fn tags_belong_to_the_function() {
+    let dir = common::temp_dir("tags");
+    let p = common::start_in(dir.clone(), |_| {}).await;
+    p.lambda
+        .create_function()
+        .function_name("t")
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(common::ROLE)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(common::sample_zip("t")))
+                .build(),
+        )
+        .tags("team", "payments")
+        .tags("tier", "1")
+        .publish(true)
+        .send()
+        .await
+        .unwrap();
+    let arn = "arn:aws:lambda:us-east-1:000000000000:function:t";
+    let tags_of = |got: Option<&HashMap<String, String>>| {
+        let mut pairs: Vec<(String, String)> = got
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let got = p
+        .lambda
+        .get_function()
+        .function_name("t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags_of(got.tags()),
+        [pair("team", "payments"), pair("tier", "1")]
+    );
+
+    p.lambda
+        .tag_resource()
+        .resource(arn)
+        .tags("owner", "ana")
+        .tags("tier", "2")
+        .send()
+        .await
+        .unwrap();
+    p.lambda
+        .untag_resource()
+        .resource(arn)
+        .tag_keys("team")
+        .tag_keys("not-there")
+        .send()
+        .await
+        .unwrap();
+    let listed = p.lambda.list_tags().resource(arn).send().await.unwrap();
+    let want = [pair("owner", "ana"), pair("tier", "2")];
+    assert_eq!(tags_of(listed.tags()), want);
+
+    // Versions and aliases have no tags of their own; other resources are not functions.
+    for (resource, code, says) in [
+        (
+            format!("{arn}:1"),
+            "InvalidParameterValueException",
+            "Tags on function aliases and versions are not supported. Please specify a function ARN.",
+        ),
+        (
+            "arn:aws:lambda:us-east-1:000000000000:function:nope".into(),
+            "ResourceNotFoundException",
+            "Function not found: arn:aws:lambda:us-east-1:000000000000:function:nope",
+        ),
+        (
+            "t".into(),
+            "ValidationException",
+            "1 validation error detected: Value 't' at 'resource' failed to satisfy constraint",
+        ),
+    ] {
+        let e = p
+            .lambda
+            .list_tags()
+            .resource(&resource)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(code), "{resource}");
+        assert!(e.message().unwrap_or_default().starts_with(says), "{e:?}");
+    }
+    let e = p
+        .lambda
+        .tag_resource()
+        .resource(arn)
+        .tags("aws:owner", "x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameterValueException"));
+    assert!(e.message().unwrap_or_default().contains("'aws:owner'"));
+    let mut many = p.lambda.tag_resource().resource(arn);
+    for i in 0..49 {
+        many = many.tags(format!("k{i}"), "v");
+    }
+    let e = many.send().await.unwrap_err();
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .contains("at most 50 tags; these would make 51"),
+        "{e:?}"
+    );
+
+    let p = common::start_in(p.stop().await, |_| {}).await;
+    let listed = p.lambda.list_tags().resource(arn).send().await.unwrap();
+    assert_eq!(tags_of(listed.tags()), want, "after a restart");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Configuration that needs services fledge local does not have is refused with what to do,
+/// not accepted and left out.
+#[tokio::test]
+async fn unavailable_configuration_is_refused() {
+    let p = start("unavailable").await;
+    let e = p
+        .lambda
+        .create_function()
+        .function_name("layered")
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(common::ROLE)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(common::sample_zip("l")))
+                .build(),
+        )
+        .layers("arn:aws:lambda:us-east-1:123456789012:layer:deps:3")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameterValueException"));
+    assert!(
+        e.message().unwrap_or_default().contains("no layers"),
+        "{e:?}"
+    );
+    let functions = p.lambda.list_functions().send().await.unwrap();
+    assert!(functions.functions().is_empty(), "nothing was created");
+
+    p.create_sample("f", &[], 3).await;
+    let dlq = |arn: &str| {
+        p.lambda
+            .update_function_configuration()
+            .function_name("f")
+            .dead_letter_config(
+                aws_sdk_lambda::types::DeadLetterConfig::builder()
+                    .target_arn(arn)
+                    .build(),
+            )
+            .send()
+    };
+    let e = dlq("arn:aws:sqs:us-east-1:123456789012:dead")
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().unwrap_or_default().contains("DeadLetterConfig"),
+        "{e:?}"
+    );
+    // An empty target is how a dead-letter queue is removed: nothing to refuse.
+    dlq("").await.unwrap();
+}
