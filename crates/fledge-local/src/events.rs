@@ -50,6 +50,10 @@ struct Event {
     received_ms: u64,
     /// Tries that ended in a function error so far.
     failures: usize,
+    /// When the last of them ended: its retry is due the retry delay after it, also when
+    /// the platform restarted in between.
+    #[serde(default)]
+    last_failure_ms: u64,
 }
 
 impl Event {
@@ -120,6 +124,7 @@ pub(crate) fn accept(
         request_id: uuid(),
         received_ms: now_ms(),
         failures: 0,
+        last_failure_ms: 0,
     };
     save(&folder(platform), &event).map_err(|e| {
         LambdaError::new(
@@ -223,6 +228,13 @@ async fn tries(
         .maximum_event_age_in_seconds
         .map_or(ASYNC_MAX_AGE, |s| Duration::from_secs(s.into()));
     let mut throttle_backoff = Duration::from_secs(1);
+    if event.failures > 0 {
+        // Resumed after a restart while waiting for a retry: it is due the retry delay
+        // after the try that failed, not at once.
+        let due = event.last_failure_ms + retry_delay(platform, event.failures).as_millis() as u64;
+        let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+        tokio::time::sleep(wait.min(max_age.saturating_sub(event.age()))).await;
+    }
     loop {
         if event.age() > max_age {
             return Err(format!("it is older than {max_age:?}"));
@@ -264,6 +276,7 @@ async fn tries(
             }
             Ok(_) => {
                 event.failures += 1;
+                event.last_failure_ms = now_ms();
                 if event.failures > retries {
                     metric(AsyncSample::Dropped);
                     return Err(format!("its function failed {} times", event.failures));
@@ -274,12 +287,7 @@ async fn tries(
                         event.request_id
                     );
                 }
-                platform
-                    .config
-                    .async_retry_delays
-                    .get(event.failures - 1)
-                    .copied()
-                    .unwrap_or(Duration::from_secs(120))
+                retry_delay(platform, event.failures)
             }
         };
         if event.age() + wait > max_age {
@@ -288,4 +296,15 @@ async fn tries(
         }
         tokio::time::sleep(wait).await;
     }
+}
+
+/// How long an event waits after its `failures`-th failed try (from 1): the platform's
+/// retry delays, Lambda's 1 and 2 minutes by default.
+fn retry_delay(platform: &Platform, failures: usize) -> Duration {
+    platform
+        .config
+        .async_retry_delays
+        .get(failures.saturating_sub(1))
+        .copied()
+        .unwrap_or(Duration::from_secs(120))
 }

@@ -755,8 +755,8 @@ async fn asynchronous_events_are_queued_and_retried() {
 }
 
 /// An asynchronous event waiting for its retry outlives a restart of the platform: the new
-/// one resumes it where it was (one failed try already counted), then drops it after the
-/// retries Lambda allows.
+/// one resumes it where it was (one failed try already counted), retries it no sooner than
+/// its retry delay after the failed try, then drops it after the retries Lambda allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asynchronous_events_survive_a_restart() {
     let dir = common::temp_dir("async-restart");
@@ -798,10 +798,18 @@ async fn asynchronous_events_survive_a_restart() {
         "the caller's signature is not kept: {text}"
     );
 
+    // The restarted platform's delays apply, counted from the failed try: 3 s to the first
+    // retry, then 100 ms.
     let again = common::start_in(dir.clone(), |c| {
-        c.async_retry_delays = vec![Duration::from_millis(100); 2];
+        c.async_retry_delays = vec![Duration::from_secs(3), Duration::from_millis(100)];
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        invocations_and_errors(&again, "bad").await,
+        (0.0, 0.0),
+        "the retry waits for its delay after a restart too"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while std::fs::read_dir(&events).unwrap().count() > 0 {
         assert!(
