@@ -258,6 +258,7 @@ async fn tries(
             None,
             event.request_id.clone(),
             false,
+            None,
         )
         .await;
         let wait = match outcome {

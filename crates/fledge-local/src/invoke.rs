@@ -148,19 +148,96 @@ impl Pools {
 #[derive(Deserialize)]
 pub struct InvokeQuery {
     #[serde(rename = "Qualifier")]
-    qualifier: Option<String>,
+    pub(crate) qualifier: Option<String>,
 }
 
 /// What an invocation resolved to.
+#[derive(Clone)]
 pub(crate) struct Target {
     pub(crate) function: String,
-    version: Arc<FunctionVersion>,
+    pub(crate) version: Arc<FunctionVersion>,
     /// `fn:qualifier` as the caller named it.
     pub(crate) resource: Option<String>,
     /// Set for alias invocations.
     via_alias: bool,
     invoked_arn: String,
     reserved: Option<u32>,
+}
+
+/// An Invoke (or InvokeWithResponseStream) request, read and checked.
+pub(crate) struct Request {
+    pub(crate) invocation_type: String,
+    pub(crate) tail: bool,
+    pub(crate) payload: Bytes,
+    pub(crate) client_context: Option<String>,
+    pub(crate) reference: FunctionRef,
+}
+
+impl Request {
+    /// Reads the headers, payload and name of an invocation whose type is one of `types`.
+    pub(crate) fn read(
+        platform: &Platform,
+        name: &str,
+        qualifier: Option<&str>,
+        headers: &HeaderMap,
+        body: Bytes,
+        types: &[&str],
+    ) -> Result<Request, LambdaError> {
+        let header = |h: &str| {
+            headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let invocation_type =
+            header("x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
+        if !types.contains(&invocation_type.as_str()) {
+            return Err(LambdaError::new(
+                ErrorType::InvalidRequestContent,
+                format!(
+                    "1 validation error detected: Value '{invocation_type}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                    types.join(", ")
+                ),
+            ));
+        }
+        let limit = if invocation_type == "Event" {
+            MAX_ASYNC_PAYLOAD
+        } else {
+            MAX_SYNC_PAYLOAD
+        };
+        if body.len() > limit {
+            return Err(LambdaError::new(
+                ErrorType::RequestTooLarge,
+                format!(
+                    "Request must be smaller than {limit} bytes for the InvokeFunction operation"
+                ),
+            ));
+        }
+        let payload = if body.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            body
+        };
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+            return Err(LambdaError::new(
+                ErrorType::InvalidRequestContent,
+                format!("Could not parse request body into json: {e}"),
+            ));
+        }
+        let client_context = header("x-amz-client-context")
+            .map(|c| client_context(&c))
+            .transpose()?;
+        let reference =
+            FunctionRef::parse(name, NameKind::Namespaced)?.with_qualifier_param(qualifier)?;
+        reference.check_region(&platform.store.region)?;
+        Ok(Request {
+            tail: header("x-amz-log-type").as_deref() == Some("Tail"),
+            invocation_type,
+            payload,
+            client_context,
+            reference,
+        })
+    }
 }
 
 pub async fn handle(
@@ -171,56 +248,29 @@ pub async fn handle(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     platform.faults.apply("Invoke").await?;
-    let header = |h: &str| {
-        headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(String::from)
-    };
-    let invocation_type =
-        header("x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
-    let tail = header("x-amz-log-type").as_deref() == Some("Tail");
-    let limit = match invocation_type.as_str() {
-        "RequestResponse" | "DryRun" => MAX_SYNC_PAYLOAD,
-        "Event" => MAX_ASYNC_PAYLOAD,
-        other => {
-            return Err(LambdaError::new(
-                ErrorType::InvalidRequestContent,
-                format!("1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"),
-            )
-            .into());
-        }
-    };
-    if body.len() > limit {
-        return Err(LambdaError::new(
-            ErrorType::RequestTooLarge,
-            format!("Request must be smaller than {limit} bytes for the InvokeFunction operation"),
-        )
-        .into());
-    }
-    let payload = if body.is_empty() {
-        Bytes::from_static(b"{}")
-    } else {
-        body
-    };
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
-        return Err(LambdaError::new(
-            ErrorType::InvalidRequestContent,
-            format!("Could not parse request body into json: {e}"),
-        )
-        .into());
-    }
-    let client_context = header("x-amz-client-context")
-        .map(|c| client_context(&c))
-        .transpose()?;
-    let reference = FunctionRef::parse(&name, NameKind::Namespaced)?
-        .with_qualifier_param(query.qualifier.as_deref())?;
-    reference.check_region(&platform.store.region)?;
-    let target = resolve(&platform, &reference, sticky_of(&headers, &payload))?;
-    match invocation_type.as_str() {
+    let request = Request::read(
+        &platform,
+        &name,
+        query.qualifier.as_deref(),
+        &headers,
+        body,
+        &["Event", "RequestResponse", "DryRun"],
+    )?;
+    let target = resolve(
+        &platform,
+        &request.reference,
+        sticky_of(&headers, &request.payload),
+    )?;
+    match request.invocation_type.as_str() {
         "DryRun" => Ok(StatusCode::NO_CONTENT.into_response()),
         "Event" => {
-            crate::events::accept(&platform, reference, payload, &headers, target)?;
+            crate::events::accept(
+                &platform,
+                request.reference,
+                request.payload,
+                &headers,
+                target,
+            )?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         _ => {
@@ -228,13 +278,14 @@ pub async fn handle(
             let outcome = run_with_id(
                 &platform,
                 &target,
-                payload,
-                client_context,
+                request.payload,
+                request.client_context,
                 request_id.clone(),
-                tail,
+                request.tail,
+                None,
             )
             .await?;
-            Ok(respond(&target, &request_id, outcome, tail))
+            Ok(respond(&target, &request_id, outcome, request.tail))
         }
     }
 }
@@ -361,6 +412,7 @@ pub(crate) async fn run_with_id(
     client_context: Option<String>,
     request_id: String,
     tail: bool,
+    stream: Option<tokio::sync::mpsc::Sender<Bytes>>,
 ) -> Result<Outcome, LambdaError> {
     let key = PoolKey {
         function: target.function.clone(),
@@ -448,6 +500,7 @@ pub(crate) async fn run_with_id(
             &uuid().replace('-', "")[..24]
         ),
         tail,
+        stream,
     };
     let finished = sandbox.invoke(job).await;
     drop(claim);
@@ -491,9 +544,32 @@ fn error_body(error_type: &str, message: &str) -> Bytes {
     Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
 }
 
-fn respond(target: &Target, request_id: &str, outcome: Outcome, tail: bool) -> Response {
+/// An invocation's end as the caller sees it: the answer's body (the function's error in
+/// Lambda's shape when it failed), and what its log tail needs.
+pub(crate) struct Settled {
+    pub(crate) body: Bytes,
+    pub(crate) failed: bool,
+    logs: String,
+    duration: Duration,
+    init: Option<Duration>,
+}
+
+impl Settled {
+    /// The base64 log tail Lambda gives with `LogType: Tail`.
+    pub(crate) fn tail_log(&self, request_id: &str, target: &Target) -> String {
+        tail_log(
+            request_id,
+            &target.version,
+            &self.logs,
+            self.duration,
+            self.init,
+        )
+    }
+}
+
+pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Settled {
     let timeout = target.version.timeout;
-    let (body, function_error, logs, duration, init) = match outcome {
+    let (body, failed, logs, duration, init) = match outcome {
         Outcome::CouldNotStart(kind, message) => (
             error_body(&kind, &message),
             true,
@@ -555,6 +631,17 @@ fn respond(target: &Target, request_id: &str, outcome: Outcome, tail: bool) -> R
             (body, failed, f.logs, f.duration, f.init_duration)
         }
     };
+    Settled {
+        body,
+        failed,
+        logs,
+        duration,
+        init,
+    }
+}
+
+fn respond(target: &Target, request_id: &str, outcome: Outcome, tail: bool) -> Response {
+    let settled = settle(target, request_id, outcome);
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert(
@@ -565,20 +652,20 @@ fn respond(target: &Target, request_id: &str, outcome: Outcome, tail: bool) -> R
         "x-amz-executed-version",
         HeaderValue::from_str(&target.version.version.to_string()).expect("ascii"),
     );
-    if function_error {
+    if settled.failed {
         headers.insert(
             "x-amz-function-error",
             HeaderValue::from_static("Unhandled"),
         );
     }
     if tail {
-        let log = tail_log(request_id, &target.version, &logs, duration, init);
+        let log = settled.tail_log(request_id, target);
         headers.insert(
             "x-amz-log-result",
             HeaderValue::from_str(&log).expect("base64"),
         );
     }
-    (StatusCode::OK, headers, body).into_response()
+    (StatusCode::OK, headers, settled.body).into_response()
 }
 
 /// The last 4 KB of the invocation's log, with Lambda's START, END and REPORT lines, base64.

@@ -16,6 +16,7 @@
 //! - [`sandbox`]: function processes and the Runtime API each one talks to.
 //! - [`scale`]: the pure decision "start another process?".
 //! - [`metrics`]: per-second metrics under Lambda's dimension sets.
+//! - [`streaming`]: InvokeWithResponseStream, the function's answer as it is written.
 //! - [`cloudwatch`]: GetMetricData, GetMetricStatistics and metric alarms, over RPC v2
 //!   CBOR (the Rust SDK), AWS JSON 1.0 (the AWS CLI, boto3) and the query protocol (SDKs
 //!   and CLIs released before December 2025).
@@ -36,6 +37,7 @@ pub mod scale;
 pub mod server;
 pub mod sns;
 pub mod store;
+pub mod streaming;
 mod wire;
 
 pub use server::{Platform, PlatformConfig, RunningPlatform};

@@ -17,6 +17,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use base64::Engine;
+use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -24,6 +26,8 @@ use crate::runtimes::Launch;
 
 /// The most a response or error body may be (Lambda: 6 MiB + 100 bytes).
 pub const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
+/// The largest response a function may stream (Lambda's default limit, 20 MB).
+pub const MAX_STREAMED_RESPONSE: usize = 20 * 1024 * 1024;
 /// How long a process may take to start and ask for its first invocation.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -53,6 +57,9 @@ pub struct Job {
     /// The caller asked for the log tail: everything the process wrote before it answered
     /// must be in [`Finished::logs`].
     pub tail: bool,
+    /// InvokeWithResponseStream: the response's bytes go here as the process sends them,
+    /// and [`JobResult::Response`] is left empty.
+    pub stream: Option<mpsc::Sender<Bytes>>,
 }
 
 /// How an invocation ended, as the process (or its death) said.
@@ -91,6 +98,7 @@ struct Pending {
 struct Current {
     request_id: String,
     reply: oneshot::Sender<JobResult>,
+    stream: Option<mpsc::Sender<Bytes>>,
 }
 
 struct Shared {
@@ -536,6 +544,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
             *shared.current.lock().expect("sandbox lock") = Some(Current {
                 request_id: p.job.request_id.clone(),
                 reply: p.reply,
+                stream: p.job.stream,
             });
             let _ = p.picked.send(now);
             let mut headers = HeaderMap::new();
@@ -566,36 +575,106 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-fn take_current(shared: &Shared, id: &str) -> Option<oneshot::Sender<JobResult>> {
+fn take_current(shared: &Shared, id: &str) -> Option<Current> {
     let mut current = shared.current.lock().expect("sandbox lock");
     if current.as_ref().is_some_and(|c| c.request_id == id) {
-        current.take().map(|c| c.reply)
+        current.take()
     } else {
         None
     }
 }
 
+fn invalid_request_id() -> Response {
+    runtime_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        "Invalid request ID",
+    )
+}
+
+/// `POST …/{id}/response`: the whole answer, or (`Lambda-Runtime-Function-Response-Mode:
+/// streaming`, chunked) a stream of it, which goes on to a streaming caller as it comes. A
+/// streamed response that fails midway says so in the trailers
+/// `Lambda-Runtime-Function-Error-Type` and `…-Error-Body` (base64).
 async fn response(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Response {
-    let Some(reply) = take_current(&shared, &id) else {
-        return runtime_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestID",
-            "Invalid request ID",
-        );
+    let Some(current) = take_current(&shared, &id) else {
+        return invalid_request_id();
     };
-    if body.len() > MAX_RESPONSE {
-        let _ = reply.send(JobResult::ResponseTooLarge);
-        return runtime_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."),
-        );
+    let streamed = headers
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"));
+    let limit = if streamed {
+        MAX_STREAMED_RESPONSE
+    } else {
+        MAX_RESPONSE
+    };
+    let mut body = body;
+    let (mut chunks, mut total, mut failure) = (Vec::<Bytes>::new(), 0usize, None);
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                failure = Some(JobResult::FunctionError {
+                    error_type: Some("Runtime.StreamError".into()),
+                    body: Bytes::from(format!("the response stream broke off: {e}")),
+                });
+                break;
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                total += data.len();
+                if total > limit {
+                    let _ = current.reply.send(JobResult::ResponseTooLarge);
+                    return runtime_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "RequestEntityTooLarge",
+                        &format!("Exceeded maximum allowed payload size ({limit} bytes)."),
+                    );
+                }
+                match &current.stream {
+                    // A caller that went away stops nothing: the function still finishes.
+                    Some(to_caller) => {
+                        let _ = to_caller.send(data).await;
+                    }
+                    None => chunks.push(data),
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers()
+                    && let Some(error_type) = trailers
+                        .get("lambda-runtime-function-error-type")
+                        .and_then(|v| v.to_str().ok())
+                {
+                    let body = trailers
+                        .get("lambda-runtime-function-error-body")
+                        .and_then(|v| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(v.as_bytes())
+                                .ok()
+                        })
+                        .unwrap_or_default();
+                    failure = Some(JobResult::FunctionError {
+                        error_type: Some(error_type.to_owned()),
+                        body: Bytes::from(body),
+                    });
+                }
+            }
+        }
     }
-    let _ = reply.send(JobResult::Response(body));
+    let result = failure.unwrap_or_else(|| {
+        JobResult::Response(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().expect("one chunk"),
+            _ => Bytes::from(chunks.concat()),
+        })
+    });
+    let _ = current.reply.send(result);
     accepted()
 }
 
@@ -605,12 +684,8 @@ async fn error(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(reply) = take_current(&shared, &id) else {
-        return runtime_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestID",
-            "Invalid request ID",
-        );
+    let Some(Current { reply, .. }) = take_current(&shared, &id) else {
+        return invalid_request_id();
     };
     let error_type = headers
         .get("lambda-runtime-function-error-type")

@@ -235,6 +235,10 @@ fn router(platform: Arc<Platform>) -> Router {
         )
         .route(&format!("{f}/{{name}}/invocations"), post(invoke::handle))
         .route(
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            post(crate::streaming::handle),
+        )
+        .route(
             "/2017-10-31/functions/{name}/concurrency",
             axum::routing::put(control::put_concurrency).delete(control::delete_concurrency),
         )

@@ -8,13 +8,16 @@
 //! - `SAMPLE_RESPONSE`: a JSON value to answer with (default: the version and the event).
 //!
 //! The event can also steer one invocation: `{"fail": true}` fails it, `{"sleep_ms": N}`
-//! makes it take N ms, `{"exit": CODE}` ends the process mid-invocation.
+//! makes it take N ms, `{"exit": CODE}` ends the process mid-invocation, and
+//! `{"stream": N}` answers with a response stream of N lines (`{"stream_gap_ms": M}` apart),
+//! as a function invoked through InvokeWithResponseStream does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use lambda_runtime::Error;
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::streaming::{Body, Response};
+use lambda_runtime::{FunctionResponse, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
 struct Settings {
@@ -83,7 +86,10 @@ pub async fn run() -> Result<(), Error> {
     .await
 }
 
-async fn handle(s: &Settings, event: LambdaEvent<Value>) -> Result<Value, Error> {
+async fn handle(
+    s: &Settings,
+    event: LambdaEvent<Value>,
+) -> Result<FunctionResponse<Value, Body>, Error> {
     let payload = event.payload;
     if let Some(code) = payload.get("exit").and_then(Value::as_i64) {
         std::process::exit(code as i32);
@@ -115,7 +121,31 @@ async fn handle(s: &Settings, event: LambdaEvent<Value>) -> Result<Value, Error>
             s.version
         ))));
     }
-    Ok(s.response
-        .clone()
-        .unwrap_or_else(|| json!({"version": s.version, "event": payload})))
+    if let Some(lines) = payload.get("stream").and_then(Value::as_u64) {
+        let gap = Duration::from_millis(
+            payload
+                .get("stream_gap_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        );
+        let (mut sender, body) = lambda_runtime::streaming::channel();
+        let version = s.version.clone();
+        tokio::spawn(async move {
+            for line in 0..lines {
+                if line > 0 && !gap.is_zero() {
+                    tokio::time::sleep(gap).await;
+                }
+                let text = format!("line {line} from version {version}\n");
+                if sender.send_data(text.into()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        return Ok(FunctionResponse::StreamingResponse(Response::from(body)));
+    }
+    Ok(FunctionResponse::BufferedResponse(
+        s.response
+            .clone()
+            .unwrap_or_else(|| json!({"version": s.version, "event": payload})),
+    ))
 }

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::Write;
 
 use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
@@ -36,17 +35,13 @@ def handler(event, context):
     }
 "#;
 
-/// A package of `(name, Unix mode, contents)` files.
+/// A package of `(name, Unix mode, contents)` text files.
 fn package(files: &[(&str, u32, &str)]) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut w = zip::ZipWriter::new(&mut out);
-    for (name, mode, contents) in files {
-        let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
-        w.start_file(*name, options).unwrap();
-        w.write_all(contents.as_bytes()).unwrap();
-    }
-    w.finish().unwrap();
-    out.into_inner()
+    let files: Vec<(&str, u32, &[u8])> = files
+        .iter()
+        .map(|(name, mode, text)| (*name, *mode, text.as_bytes()))
+        .collect();
+    common::zip_of(&files)
 }
 
 fn python_zip() -> Vec<u8> {

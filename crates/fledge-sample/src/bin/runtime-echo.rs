@@ -4,6 +4,12 @@
 //!
 //! It speaks just enough HTTP/1.1 for the Runtime API: one keep-alive connection, bodies
 //! with a Content-Length.
+//!
+//! For the response-streaming tests it also streams, as Lambda's streaming runtimes do: an
+//! event with `"stream": "a|b|c"` is answered with those pieces as chunks of a streamed
+//! response. With `"gate": PATH`, each piece after the first waits until that file exists
+//! (so a test can prove the caller had the first piece before the function went on), and
+//! with `"error": TYPE` the stream ends in Lambda's error trailers.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -70,18 +76,94 @@ fn serve(api: &str) -> Result<(), String> {
             (200, Some(id)) => id,
             (status, _) => return Err(format!("next invocation: status {status}")),
         };
-        let mut response = format!(
-            "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            event.body.len()
-        )
-        .into_bytes();
-        response.extend_from_slice(&event.body);
-        writer.write_all(&response).map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&event.body);
+        if let Some(pieces) = string_field(&text, "stream") {
+            let gate = string_field(&text, "gate");
+            let error = string_field(&text, "error");
+            stream_response(&mut writer, api, &id, pieces, gate, error)?;
+        } else {
+            let mut response = format!(
+                "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                event.body.len()
+            )
+            .into_bytes();
+            response.extend_from_slice(&event.body);
+            writer.write_all(&response).map_err(|e| e.to_string())?;
+        }
         let accepted = read_answer(&mut reader)?;
         if accepted.status != 202 {
             return Err(format!("response for {id}: status {}", accepted.status));
         }
     }
+}
+
+/// A streamed response: the pieces as chunks, then Lambda's error trailers if `error`.
+fn stream_response(
+    writer: &mut impl Write,
+    api: &str,
+    id: &str,
+    pieces: &str,
+    gate: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    write!(
+        writer,
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: {api}\r\nContent-Type: text/plain\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\nTrailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n"
+    )
+    .map_err(io)?;
+    for (i, piece) in pieces.split('|').enumerate() {
+        if let (true, Some(gate)) = (i > 0, gate) {
+            while !std::path::Path::new(gate).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        write!(writer, "{:x}\r\n{piece}\r\n", piece.len()).map_err(io)?;
+    }
+    writer.write_all(b"0\r\n").map_err(io)?;
+    if let Some(error) = error {
+        let body = format!(
+            r#"{{"errorType":"{error}","errorMessage":"the stream broke off after its last piece"}}"#
+        );
+        write!(
+            writer,
+            "Lambda-Runtime-Function-Error-Type: {error}\r\nLambda-Runtime-Function-Error-Body: {}\r\n",
+            base64(body.as_bytes())
+        )
+        .map_err(io)?;
+    }
+    writer.write_all(b"\r\n").map_err(io)
+}
+
+/// The text value of `"name": "…"` in a JSON object (no escapes), enough for the test
+/// events this function is sent.
+fn string_field<'a>(json: &'a str, name: &str) -> Option<&'a str> {
+    let after = &json[json.find(&format!("\"{name}\""))? + name.len() + 2..];
+    let value = after
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    value.find('"').map(|end| &value[..end])
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= group.len() {
+                ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
 }
 
 fn main() -> ExitCode {

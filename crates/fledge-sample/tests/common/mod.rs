@@ -80,21 +80,25 @@ pub fn cloudwatch_client(endpoint: &str) -> aws_sdk_cloudwatch::Client {
 /// package (and so each published version) can differ.
 pub fn sample_zip(marker: &str) -> Vec<u8> {
     let binary = std::fs::read(env!("CARGO_BIN_EXE_fledge-sample")).unwrap();
+    zip_of(&[
+        ("bootstrap", 0o755, &binary),
+        ("marker.txt", 0o644, marker.as_bytes()),
+    ])
+}
+
+/// A package of `(name, Unix mode, contents)` files, stored rather than deflated:
+/// compressing a 17 MB debug binary in a debug build takes seconds per package, and Lambda
+/// takes either.
+pub fn zip_of(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     let mut w = zip::ZipWriter::new(&mut out);
-    // Stored, not deflated: compressing the 17 MB debug binary in a debug build takes
-    // seconds per package, and Lambda takes either.
-    let exec = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .unix_permissions(0o755);
-    w.start_file("bootstrap", exec).unwrap();
-    w.write_all(&binary).unwrap();
-    w.start_file(
-        "marker.txt",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o644),
-    )
-    .unwrap();
-    w.write_all(marker.as_bytes()).unwrap();
+    for (name, mode, contents) in files {
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .unix_permissions(*mode);
+        w.start_file(*name, options).unwrap();
+        w.write_all(contents).unwrap();
+    }
     w.finish().unwrap();
     out.into_inner()
 }
