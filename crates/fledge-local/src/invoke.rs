@@ -164,17 +164,20 @@ pub(crate) struct Target {
     reserved: Option<u32>,
 }
 
-/// An Invoke (or InvokeWithResponseStream) request, read and checked.
+/// An Invoke (or InvokeWithResponseStream) request, read, checked and routed.
 pub(crate) struct Request {
     pub(crate) invocation_type: String,
     pub(crate) tail: bool,
     pub(crate) payload: Bytes,
     pub(crate) client_context: Option<String>,
     pub(crate) reference: FunctionRef,
+    /// What it resolved to (an alias's version picked).
+    pub(crate) target: Target,
 }
 
 impl Request {
-    /// Reads the headers, payload and name of an invocation whose type is one of `types`.
+    /// Reads the headers, payload and name of an invocation whose type is one of `types`,
+    /// and routes it.
     pub(crate) fn read(
         platform: &Platform,
         name: &str,
@@ -230,12 +233,14 @@ impl Request {
         let reference =
             FunctionRef::parse(name, NameKind::Namespaced)?.with_qualifier_param(qualifier)?;
         reference.check_region(&platform.store.region)?;
+        let target = resolve(platform, &reference, sticky_of(headers, &payload))?;
         Ok(Request {
             tail: header("x-amz-log-type").as_deref() == Some("Tail"),
             invocation_type,
             payload,
             client_context,
             reference,
+            target,
         })
     }
 }
@@ -256,11 +261,7 @@ pub async fn handle(
         body,
         &["Event", "RequestResponse", "DryRun"],
     )?;
-    let target = resolve(
-        &platform,
-        &request.reference,
-        sticky_of(&headers, &request.payload),
-    )?;
+    let target = request.target;
     match request.invocation_type.as_str() {
         "DryRun" => Ok(StatusCode::NO_CONTENT.into_response()),
         "Event" => {

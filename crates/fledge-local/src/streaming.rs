@@ -19,9 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::invoke::{
-    InvokeQuery, Outcome, Request, Target, resolve, run_with_id, settle, sticky_of,
-};
+use crate::invoke::{InvokeQuery, Outcome, Request, Target, run_with_id, settle};
 use crate::server::Platform;
 use crate::wire::{ApiError, uuid};
 
@@ -45,11 +43,7 @@ pub async fn handle(
         body,
         &["RequestResponse", "DryRun"],
     )?;
-    let target = resolve(
-        &platform,
-        &request.reference,
-        sticky_of(&headers, &request.payload),
-    )?;
+    let target = request.target.clone();
     if request.invocation_type == "DryRun" {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

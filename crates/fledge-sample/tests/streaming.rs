@@ -151,15 +151,17 @@ async fn chunks_arrive_while_the_function_runs() {
         .await
         .unwrap();
     let gate = common::temp_dir("stream-gate").join("go");
+    let stream_echo = async |payload: String| {
+        p.lambda
+            .invoke_with_response_stream()
+            .function_name("echo")
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .unwrap()
+    };
     let payload = serde_json::json!({"stream": "first|second|third", "gate": gate}).to_string();
-    let mut out = p
-        .lambda
-        .invoke_with_response_stream()
-        .function_name("echo")
-        .payload(Blob::new(payload))
-        .send()
-        .await
-        .unwrap();
+    let mut out = stream_echo(payload).await;
     let first = tokio::time::timeout(Duration::from_secs(10), out.event_stream.recv())
         .await
         .expect("the first piece arrives while the function waits for the test")
@@ -176,15 +178,7 @@ async fn chunks_arrive_while_the_function_runs() {
     assert!(complete.error_code().is_none(), "{complete:?}");
 
     let payload = r#"{"stream": "partial|answer", "error": "Stream.Broken"}"#;
-    let out = p
-        .lambda
-        .invoke_with_response_stream()
-        .function_name("echo")
-        .payload(Blob::new(payload))
-        .send()
-        .await
-        .unwrap();
-    let (chunks, complete) = read_all(out).await;
+    let (chunks, complete) = read_all(stream_echo(payload.into()).await).await;
     assert_eq!(chunks.concat(), b"partialanswer");
     assert_eq!(complete.error_code(), Some("Stream.Broken"));
     assert_eq!(

@@ -242,6 +242,20 @@ pub fn aws_cli() -> Option<Vec<String>> {
     })
 }
 
+/// The AWS CLI for a test that needs it. Without one, the test says it skipped, except under
+/// CI, which must have it.
+pub fn aws_cli_or_skip() -> Option<Vec<String>> {
+    let cli = aws_cli();
+    if cli.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the AWS CLI: .ci/run installs it with pip"
+        );
+        eprintln!("skipped: no AWS CLI here (pip install awscli); CI runs this test");
+    }
+    cli
+}
+
 /// Runs the AWS CLI against `endpoint` and answers its JSON output; fails on an error.
 pub fn aws(cli: &[String], endpoint: &str, cwd: &Path, args: &[&str]) -> serde_json::Value {
     aws_with(cli, endpoint, cwd, &[], args).expect("the AWS CLI succeeds")
