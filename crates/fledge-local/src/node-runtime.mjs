@@ -2,11 +2,16 @@
 // API (AWS_LAMBDA_RUNTIME_API), calls the handler named by _HANDLER (`file.export`, the file
 // found in LAMBDA_TASK_ROOT as .js, .mjs or .cjs) as Lambda's Node.js runtime does (async or
 // with a callback), and posts the answer or the error in Lambda's shape. console output gets
-// Lambda's `time\trequest id\tLEVEL\t` prefix.
+// Lambda's `time\trequest id\tLEVEL\t` prefix. A handler wrapped in
+// `awslambda.streamifyResponse` writes its answer to a response stream, posted as Lambda's
+// runtimes post one (chunked, `Lambda-Runtime-Function-Response-Mode: streaming`, an error
+// midway in the error trailers); `awslambda.HttpResponseStream.from` writes the metadata
+// prelude of an HTTP response first.
 
 import { existsSync } from "node:fs";
 import http from "node:http";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
 
@@ -61,6 +66,76 @@ async function post(path, body, errorType) {
   const headers = { "content-type": "application/json", "content-length": text.length };
   if (errorType) headers["lambda-runtime-function-error-type"] = errorType;
   await request("POST", path, text, headers);
+}
+
+// What Lambda's Node.js runtime gives handlers for response streaming.
+const STREAMING = Symbol.for("aws.lambda.runtime.handler.streaming");
+globalThis.awslambda = {
+  streamifyResponse(handler) {
+    handler[STREAMING] = "response";
+    return handler;
+  },
+  HttpResponseStream: class HttpResponseStream {
+    static from(stream, prelude) {
+      stream.setContentType("application/vnd.awslambda.http-integration-response");
+      stream.write(JSON.stringify(prelude));
+      stream.write(Buffer.alloc(8));
+      return stream;
+    }
+  },
+};
+
+// A response stream for one invocation: a Writable whose bytes go out as the chunks of the
+// POST of its response. `finish(error)` ends it, with the error trailers when it failed;
+// it resolves once the Runtime API has answered.
+function responseStream(id) {
+  let answered;
+  const done = new Promise((resolve, reject) => {
+    answered = { resolve, reject };
+  });
+  const req = http.request(
+    {
+      host,
+      port,
+      agent,
+      method: "POST",
+      path: `/2018-06-01/runtime/invocation/${id}/response`,
+      headers: {
+        "content-type": "application/octet-stream",
+        "lambda-runtime-function-response-mode": "streaming",
+        "transfer-encoding": "chunked",
+        trailer: "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+      },
+    },
+    (res) => {
+      res.resume();
+      res.on("end", answered.resolve);
+      res.on("error", answered.reject);
+    },
+  );
+  req.on("error", answered.reject);
+  let failure = null;
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      req.write(chunk, callback);
+    },
+    final(callback) {
+      if (failure) {
+        req.addTrailers({
+          "Lambda-Runtime-Function-Error-Type": failure.errorType,
+          "Lambda-Runtime-Function-Error-Body": Buffer.from(JSON.stringify(failure)).toString("base64"),
+        });
+      }
+      req.end(callback);
+    },
+  });
+  stream.setContentType = (type) => req.setHeader("content-type", type);
+  stream.finish = (error) => {
+    if (error) failure = describe(error, "Error");
+    if (!stream.writableEnded) stream.end();
+    return done;
+  };
+  return stream;
 }
 
 async function initError(errorType, errorMessage) {
@@ -155,6 +230,19 @@ for (;;) {
     identity: identity ? JSON.parse(identity) : undefined,
     getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
   };
+  if (handler[STREAMING] === "response") {
+    const stream = responseStream(requestId);
+    let failed = null;
+    try {
+      await handler(event, stream, context);
+    } catch (error) {
+      failed = error;
+      console.error(`Invoke Error \t${JSON.stringify(describe(error, "Error"))}`);
+    }
+    await stream.finish(failed);
+    inFlight = null;
+    continue;
+  }
   try {
     const result = await call(handler, event, context);
     await post(`/invocation/${requestId}/response`, result === undefined ? null : result);

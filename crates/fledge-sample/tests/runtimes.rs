@@ -432,6 +432,95 @@ export function handler(event, context, callback) {
 }
 "#;
 
+const NODE_STREAMING: &str = r#"
+export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  if (event.http) {
+    responseStream = awslambda.HttpResponseStream.from(responseStream, {
+      statusCode: 201,
+      headers: { "x-version": context.functionVersion },
+    });
+  } else {
+    responseStream.setContentType("text/plain");
+  }
+  for (const word of event.words) {
+    responseStream.write(word);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  if (event.fail) {
+    throw new RangeError("broke off midway");
+  }
+  responseStream.end();
+});
+"#;
+
+/// A Node.js handler wrapped in `awslambda.streamifyResponse`, through
+/// InvokeWithResponseStream: its writes arrive as chunks, an HTTP prelude comes first when
+/// it asks for one, and an error thrown midway closes the stream with that error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_functions_stream_their_responses() {
+    use aws_sdk_lambda::types::InvokeWithResponseStreamResponseEvent as Event;
+    if !runs_here("nodejs20.x") {
+        return;
+    }
+    let p = start("node-stream").await;
+    p.lambda
+        .create_function()
+        .function_name("streamer")
+        .runtime(Runtime::Nodejs20x)
+        .handler("stream.handler")
+        .role(ROLE)
+        .timeout(7)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(package(&[("stream.mjs", 0o644, NODE_STREAMING)])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stream = async |payload: &str| {
+        let mut out = p
+            .lambda
+            .invoke_with_response_stream()
+            .function_name("streamer")
+            .payload(Blob::new(payload.to_owned()))
+            .send()
+            .await
+            .unwrap();
+        let mut chunks = Vec::new();
+        loop {
+            match out.event_stream.recv().await.unwrap() {
+                Some(Event::PayloadChunk(c)) => chunks.push(c.payload().unwrap().as_ref().to_vec()),
+                Some(Event::InvokeComplete(done)) => return (chunks, done),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let (chunks, done) = stream(r#"{"words": ["one ", "two ", "three"]}"#).await;
+    assert!(done.error_code().is_none(), "{done:?}");
+    assert_eq!(chunks.concat(), b"one two three");
+    assert!(
+        chunks.len() >= 3,
+        "each write 20 ms apart is a chunk: {chunks:?}"
+    );
+
+    let (chunks, _) = stream(r#"{"words": ["<p>hi</p>"], "http": true}"#).await;
+    let all = chunks.concat();
+    let cut = all
+        .windows(8)
+        .position(|w| w == [0; 8])
+        .expect("the prelude's delimiter");
+    let prelude: serde_json::Value = serde_json::from_slice(&all[..cut]).unwrap();
+    assert_eq!(prelude["statusCode"], 201);
+    assert_eq!(prelude["headers"]["x-version"], "$LATEST");
+    assert_eq!(&all[cut + 8..], b"<p>hi</p>");
+
+    let (chunks, done) = stream(r#"{"words": ["partial"], "fail": true}"#).await;
+    assert_eq!(chunks.concat(), b"partial");
+    assert_eq!(done.error_code(), Some("RangeError"), "{done:?}");
+    assert_eq!(done.error_details(), Some("broke off midway"));
+}
+
 /// Node.js handlers: two versions behind a split alias, each with its own environment and
 /// Lambda's context; a thrown error in Lambda's shape; console output with Lambda's prefix in
 /// the log tail; an ES module answering through a callback; and the init errors of a
