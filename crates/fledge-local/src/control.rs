@@ -350,10 +350,31 @@ fn page<T>(items: Vec<T>, q: &ListQuery) -> Result<(Vec<T>, Option<String>), Lam
 
 pub async fn list_functions(State(p): State<Arc<Platform>>, Query(q): Query<ListQuery>) -> Answer {
     p.faults.apply("ListFunctions").await?;
+    // `FunctionVersion=ALL` lists every published version too, after each `$LATEST`.
+    let every_version = match q.function_version.as_deref() {
+        None => false,
+        Some("ALL") => true,
+        Some(other) => {
+            return Err(LambdaError::validation(
+                other,
+                "functionVersion",
+                "Member must satisfy enum value set: [ALL]",
+            )
+            .into());
+        }
+    };
     let all: Vec<Value> = p.store.read(|functions| {
         functions
             .values()
-            .map(|f| configuration(&p, &f.name, &f.latest))
+            .flat_map(|f| {
+                let published = every_version
+                    .then(|| f.versions.values())
+                    .into_iter()
+                    .flatten();
+                std::iter::once(&f.latest)
+                    .chain(published)
+                    .map(|v| configuration(&p, &f.name, v))
+            })
             .collect()
     });
     let (items, next) = page(all, &q)?;

@@ -1318,3 +1318,43 @@ async fn unavailable_configuration_is_refused() {
     // An empty target is how a dead-letter queue is removed: nothing to refuse.
     dlq("").await.unwrap();
 }
+
+/// ListFunctions names each function once, or with `FunctionVersion=ALL` every published
+/// version after its `$LATEST`, in pages the SDK's paginator follows.
+#[tokio::test]
+async fn list_functions_with_every_version() {
+    let p = start("list-all").await;
+    p.create_sample("a", &[], 3).await;
+    p.publish_with_env("a", &[("SAMPLE_LATENCY_MS", "1")]).await;
+    p.create_sample("b", &[], 3).await;
+    let list = async |all: bool| {
+        let mut pages = p
+            .lambda
+            .list_functions()
+            .set_function_version(all.then_some(aws_sdk_lambda::types::FunctionVersion::All))
+            .max_items(2)
+            .into_paginator()
+            .send();
+        let mut listed = Vec::new();
+        while let Some(page) = pages.next().await {
+            for f in page.unwrap().functions() {
+                listed.push(format!(
+                    "{}:{}",
+                    f.function_name().unwrap(),
+                    f.version().unwrap()
+                ));
+            }
+        }
+        listed
+    };
+    assert_eq!(list(false).await, ["a:$LATEST", "b:$LATEST"]);
+    assert_eq!(
+        list(true).await,
+        ["a:$LATEST", "a:1", "a:2", "b:$LATEST", "b:1"]
+    );
+    let (status, body) = p
+        .admin("GET", "/2015-03-31/functions/?FunctionVersion=SOME", "")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("enum value set: [ALL]"), "{body}");
+}
