@@ -608,7 +608,9 @@ async fn response(
     let streamed = headers
         .get("lambda-runtime-function-response-mode")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"));
-    let limit = if streamed {
+    // A stream may be larger when its caller reads it as a stream; Invoke gathers it into
+    // one answer, which has the usual limit.
+    let limit = if streamed && current.stream.is_some() {
         MAX_STREAMED_RESPONSE
     } else {
         MAX_RESPONSE
