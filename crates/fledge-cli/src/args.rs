@@ -174,8 +174,8 @@ pub struct LocalArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9001")]
     pub addr: String,
-    /// Where functions, versions, aliases, code, alarms, SNS topics and queued asynchronous
-    /// events persist.
+    /// Where functions, versions, aliases, tags, code, metrics (the last 3 hours), alarms,
+    /// SNS topics and queued asynchronous events persist.
     #[arg(long, default_value = ".fledge/local")]
     pub data_dir: std::path::PathBuf,
     /// Seed for alias routing and fault injection (repeatable runs).

@@ -63,6 +63,23 @@ pub fn run(args: LocalArgs) -> Result<ExitCode, Failure> {
             "  try:  aws lambda list-functions --endpoint-url {}",
             running.endpoint()
         );
+        // Ctrl-C or a service manager's SIGTERM: stop cleanly, keeping the last metrics.
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("fledge local: stopping (function processes are stopped; the data stays)");
         running.stop().await;

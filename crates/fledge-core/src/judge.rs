@@ -183,6 +183,30 @@ impl LatencyHistogram {
         Some(Self::upper(BUCKETS - 1))
     }
 
+    /// The buckets that hold latencies, as (bucket, count): a compact form to store.
+    pub fn buckets(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i, *c))
+    }
+
+    /// The histogram [`LatencyHistogram::buckets`] gave; buckets out of range are left out.
+    pub fn from_buckets(buckets: impl IntoIterator<Item = (usize, u64)>) -> LatencyHistogram {
+        let mut h = LatencyHistogram::default();
+        for (i, n) in buckets {
+            if i < BUCKETS && n > 0 {
+                if h.counts.is_empty() {
+                    h.counts = vec![0; BUCKETS];
+                }
+                h.counts[i] += n;
+                h.total += n;
+            }
+        }
+        h
+    }
+
     /// How many recorded latencies lie above `ms` (bucket-exact: whole buckets above it).
     pub fn count_above(&self, ms: f64) -> u64 {
         let first = Self::bucket(ms) + 1;
@@ -624,6 +648,18 @@ fn describe_failure(e: &Evidence) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_histogram_survives_its_compact_form() {
+        let mut h = LatencyHistogram::default();
+        for ms in [0.05, 1.0, 1.0, 12.5, 400.0, 9e9] {
+            h.record(ms);
+        }
+        let stored: Vec<(usize, u64)> = h.buckets().collect();
+        assert_eq!(stored.len(), 5, "{stored:?}");
+        assert_eq!(LatencyHistogram::from_buckets(stored), h);
+        assert!(LatencyHistogram::from_buckets([(9999, 3)]).is_empty());
+    }
 
     fn sample(requests: u64, errors: u64) -> VersionSample {
         VersionSample {

@@ -5,11 +5,19 @@
 //! An invocation is stored once, under (function, resource, executed version); the dimension
 //! sets are matched at query time. Like CloudWatch, a query must name exactly a published
 //! dimension set to get data, and a second with no invocations has no datapoint.
+//!
+//! Like CloudWatch's, the numbers outlive a restart: [`Metrics::flush`] appends every second
+//! changed since the last flush to `metrics/<hour>.jsonl` under the data directory (a later
+//! line for the same second replaces an earlier one), and [`Metrics::open`] reads back what
+//! is within the retention.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use fledge_core::judge::LatencyHistogram;
+use serde::{Deserialize, Serialize};
 
 /// Where an invocation is counted.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,7 +45,7 @@ pub struct Second {
     durations: LatencyHistogram,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 struct Summary {
     count: u64,
     sum: f64,
@@ -132,8 +140,107 @@ pub const METRICS: [&str; 8] = [
 
 /// Every invocation's numbers, by second.
 pub struct Metrics {
-    series: Mutex<HashMap<SeriesKey, BTreeMap<i64, Second>>>,
+    series: Mutex<HashMap<SeriesKey, Series>>,
     retention_secs: i64,
+    /// Where the seconds are kept (`<data>/metrics`); `None` keeps them in memory only.
+    dir: Option<PathBuf>,
+}
+
+/// One series' seconds, and the first one changed since the last flush.
+#[derive(Default)]
+struct Series {
+    points: BTreeMap<i64, Second>,
+    dirty_from: Option<i64>,
+}
+
+impl Series {
+    fn touch(&mut self, second: i64) -> &mut Second {
+        self.dirty_from = Some(self.dirty_from.map_or(second, |d| d.min(second)));
+        self.points.entry(second).or_default()
+    }
+}
+
+/// One second of one series as a line of `metrics/<hour>.jsonl`.
+#[derive(Serialize, Deserialize)]
+struct StoredSecond {
+    function: String,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    executed: Option<String>,
+    second: i64,
+    #[serde(default)]
+    invocations: u64,
+    #[serde(default)]
+    errors: u64,
+    #[serde(default)]
+    throttles: u64,
+    #[serde(default)]
+    async_received: u64,
+    #[serde(default)]
+    async_dropped: u64,
+    #[serde(default)]
+    async_age: Summary,
+    #[serde(default)]
+    duration: Summary,
+    #[serde(default)]
+    concurrency: Summary,
+    /// The Duration histogram's non-empty buckets, as (bucket, count).
+    #[serde(default)]
+    durations: Vec<(usize, u64)>,
+}
+
+impl StoredSecond {
+    fn of(key: &SeriesKey, second: i64, s: &Second) -> StoredSecond {
+        StoredSecond {
+            function: key.function.to_string(),
+            resource: key.resource.as_deref().map(String::from),
+            executed: key.executed.as_deref().map(String::from),
+            second,
+            invocations: s.invocations,
+            errors: s.errors,
+            throttles: s.throttles,
+            async_received: s.async_received,
+            async_dropped: s.async_dropped,
+            async_age: s.async_age,
+            duration: s.duration,
+            concurrency: s.concurrency,
+            durations: s.durations.buckets().collect(),
+        }
+    }
+
+    fn into_parts(self) -> (SeriesKey, i64, Second) {
+        let key = SeriesKey {
+            function: self.function.into(),
+            resource: self.resource.map(Into::into),
+            executed: self.executed.map(Into::into),
+        };
+        let second = Second {
+            invocations: self.invocations,
+            errors: self.errors,
+            throttles: self.throttles,
+            async_received: self.async_received,
+            async_dropped: self.async_dropped,
+            async_age: self.async_age,
+            duration: self.duration,
+            concurrency: self.concurrency,
+            durations: LatencyHistogram::from_buckets(self.durations),
+        };
+        (key, self.second, second)
+    }
+}
+
+/// The hour a second's line is kept in; files of hours past the retention are deleted.
+fn hour_file(dir: &Path, hour: i64) -> PathBuf {
+    dir.join(format!("{hour}.jsonl"))
+}
+
+fn hour_of(path: &Path) -> Option<i64> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
 }
 
 /// What one invocation left.
@@ -162,7 +269,7 @@ impl Metrics {
     pub fn record_async(&self, key: SeriesKey, at_ms: u64, sample: AsyncSample) {
         let second = (at_ms / 1000) as i64;
         let mut series = self.series.lock().expect("metrics lock");
-        let point = series.entry(key).or_default().entry(second).or_default();
+        let point = series.entry(key).or_default().touch(second);
         match sample {
             AsyncSample::Received => point.async_received += 1,
             AsyncSample::Age(ms) => point.async_age.add(ms),
@@ -170,18 +277,97 @@ impl Metrics {
         }
     }
 
+    /// Metrics kept in memory only.
     pub fn new(retention_secs: i64) -> Metrics {
         Metrics {
             series: Mutex::new(HashMap::new()),
             retention_secs,
+            dir: None,
         }
+    }
+
+    /// Metrics kept under `data_dir/metrics`, with what is there from before and within the
+    /// retention read back. Lines that cannot be read are skipped with a warning.
+    pub fn open(data_dir: &Path, retention_secs: i64) -> std::io::Result<Metrics> {
+        let dir = data_dir.join("metrics");
+        std::fs::create_dir_all(&dir)?;
+        let oldest = crate::wire::now_ms() as i64 / 1000 - retention_secs;
+        let mut series: HashMap<SeriesKey, Series> = HashMap::new();
+        let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(&dir)?
+            .flatten()
+            .filter_map(|e| Some((hour_of(&e.path())?, e.path())))
+            .collect();
+        files.sort();
+        for (hour, path) in files {
+            if (hour + 1) * 3600 <= oldest {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let reader = std::io::BufReader::new(std::fs::File::open(&path)?);
+            for (n, line) in reader.lines().enumerate() {
+                match serde_json::from_str::<StoredSecond>(&line?) {
+                    Ok(stored) if stored.second >= oldest => {
+                        let (key, second, point) = stored.into_parts();
+                        series.entry(key).or_default().points.insert(second, point);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        "{}:{}: not a metrics line fledge local can read ({e}); skipped",
+                        path.display(),
+                        n + 1
+                    ),
+                }
+            }
+        }
+        Ok(Metrics {
+            series: Mutex::new(series),
+            retention_secs,
+            dir: Some(dir),
+        })
+    }
+
+    /// Appends every second changed since the last flush to its hour's file, and deletes
+    /// the files of hours past the retention.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let mut lines: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+        {
+            let mut series = self.series.lock().expect("metrics lock");
+            for (key, s) in series.iter_mut() {
+                let Some(from) = s.dirty_from.take() else {
+                    continue;
+                };
+                for (second, point) in s.points.range(from..) {
+                    let out = lines.entry(second.div_euclid(3600)).or_default();
+                    serde_json::to_writer(&mut *out, &StoredSecond::of(key, *second, point))
+                        .expect("a second serialises");
+                    out.push(b'\n');
+                }
+            }
+        }
+        for (hour, text) in lines {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(hour_file(dir, hour))?
+                .write_all(&text)?;
+        }
+        let oldest = crate::wire::now_ms() as i64 / 1000 - self.retention_secs;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if hour_of(&entry.path()).is_some_and(|hour| (hour + 1) * 3600 <= oldest) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
     }
 
     pub fn record(&self, key: SeriesKey, sample: Sample) {
         let second = (sample.at_ms / 1000) as i64;
         let mut series = self.series.lock().expect("metrics lock");
-        let points = series.entry(key).or_default();
-        let point = points.entry(second).or_default();
+        let entry = series.entry(key).or_default();
+        let point = entry.touch(second);
         if sample.ran {
             point.invocations += 1;
             point.errors += u64::from(sample.error);
@@ -191,6 +377,7 @@ impl Metrics {
         } else {
             point.throttles += 1;
         }
+        let points = &mut entry.points;
         if points.len() > 1 && point_count_over(points, second - self.retention_secs) {
             let keep = points.split_off(&(second - self.retention_secs));
             *points = keep;
@@ -237,8 +424,8 @@ impl Metrics {
     ) -> Vec<(i64, Aggregate)> {
         let series = self.series.lock().expect("metrics lock");
         let mut buckets: BTreeMap<i64, Second> = BTreeMap::new();
-        for (_, points) in series.iter().filter(|(k, _)| Self::matches(k, dims)) {
-            for (second, point) in points.range(start..end) {
+        for (_, s) in series.iter().filter(|(k, _)| Self::matches(k, dims)) {
+            for (second, point) in s.points.range(start..end) {
                 let bucket = start + (second - start) / period * period;
                 buckets.entry(bucket).or_default().merge(point);
             }

@@ -108,7 +108,7 @@ impl Platform {
             sns,
             router: AliasRouter::new(config.seed),
             faults: Faults::new(config.seed ^ 0xfa17),
-            metrics: Metrics::new(config.metrics_retention.as_secs() as i64),
+            metrics: Metrics::open(&config.data_dir, config.metrics_retention.as_secs() as i64)?,
             pools: Pools::default(),
             store,
             alarms,
@@ -141,9 +141,20 @@ impl Platform {
             let platform = platform.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut warned = false;
                 loop {
                     tick.tick().await;
                     platform.pools.reap(platform.config.idle_timeout);
+                    let p = platform.clone();
+                    let flushed = tokio::task::spawn_blocking(move || p.metrics.flush()).await;
+                    if let Ok(Err(e)) = flushed
+                        && !std::mem::replace(&mut warned, true)
+                    {
+                        tracing::warn!(
+                            "fledge local could not keep its metrics under {}: {e}; they will not outlive a restart",
+                            platform.config.data_dir.display()
+                        );
+                    }
                 }
             })
         };
@@ -186,6 +197,9 @@ impl RunningPlatform {
         self.platform.stopping.send_replace(true);
         self.platform.pools.stop_all();
         let _ = (&mut self.task).await;
+        if let Err(e) = self.platform.metrics.flush() {
+            tracing::warn!("fledge local could not keep its last metrics: {e}");
+        }
     }
 }
 
@@ -196,6 +210,7 @@ impl Drop for RunningPlatform {
         }
         self.platform.stopping.send_replace(true);
         self.platform.pools.stop_all();
+        let _ = self.platform.metrics.flush();
     }
 }
 

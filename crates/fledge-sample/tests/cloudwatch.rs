@@ -498,3 +498,77 @@ async fn older_clients_get_the_same_answers_over_the_query_protocol() {
     );
     let _ = std::fs::remove_dir_all(models);
 }
+
+/// CloudWatch's numbers outlive a restart of fledge local, as CloudWatch's outlive anything:
+/// the counts and the Duration percentiles of a split alias read the same after it, and new
+/// invocations add to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_survive_a_restart() {
+    let dir = common::temp_dir("cw-restart");
+    let p = common::start_in(dir.clone(), |_| {}).await;
+    p.create_sample("kept", &[("SAMPLE_LATENCY_MS", "20")], 3)
+        .await;
+    p.publish_with_env("kept", &[("SAMPLE_ERROR_RATE", "1")])
+        .await;
+    let routing = AliasRoutingConfiguration::builder()
+        .additional_version_weights("2", 0.5)
+        .build();
+    p.lambda
+        .create_alias()
+        .function_name("kept")
+        .name("live")
+        .function_version("1")
+        .routing_config(routing)
+        .send()
+        .await
+        .unwrap();
+    let mut calls = [0u32; 3];
+    for _ in 0..30 {
+        let (v, _, _) = invoke(&p.lambda, "kept:live", "{}").await;
+        calls[v.parse::<usize>().unwrap()] += 1;
+    }
+    let base = [("FunctionName", "kept"), ("Resource", "kept:live")];
+    let v1 = [base[0], base[1], ("ExecutedVersion", "1")];
+    let v2 = [base[0], base[1], ("ExecutedVersion", "2")];
+    let read = async |cw: &aws_sdk_cloudwatch::Client| {
+        let (start_time, end_time) = window();
+        let out = cw
+            .get_metric_data()
+            .metric_data_queries(query("inv1", "Invocations", &v1, "Sum"))
+            .metric_data_queries(query("err2", "Errors", &v2, "Sum"))
+            .metric_data_queries(query("all", "Invocations", &base, "Sum"))
+            .metric_data_queries(query("p50v1", "Duration", &v1, "p50"))
+            .start_time(start_time)
+            .end_time(end_time)
+            .send()
+            .await
+            .unwrap();
+        let mut totals: Vec<(String, f64)> = out
+            .metric_data_results()
+            .iter()
+            .map(|r| (r.id().unwrap().to_string(), r.values().iter().sum()))
+            .collect();
+        totals.sort_by(|a, b| a.0.cmp(&b.0));
+        totals
+    };
+    let before = read(&p.cloudwatch).await;
+    let total = |t: &[(String, f64)], id: &str| t.iter().find(|(i, _)| i == id).unwrap().1;
+    assert_eq!(total(&before, "all"), 30.0);
+    assert_eq!(total(&before, "inv1"), f64::from(calls[1]));
+    assert_eq!(total(&before, "err2"), f64::from(calls[2]));
+    assert!(total(&before, "p50v1") >= 20.0, "{before:?}");
+
+    let p = common::start_in(p.stop().await, |_| {}).await;
+    assert_eq!(
+        read(&p.cloudwatch).await,
+        before,
+        "the same numbers after a restart"
+    );
+    for _ in 0..5 {
+        invoke(&p.lambda, "kept:1", "{}").await;
+        invoke(&p.lambda, "kept:live", "{}").await;
+    }
+    let after = read(&p.cloudwatch).await;
+    assert_eq!(total(&after, "all"), 35.0, "{after:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
