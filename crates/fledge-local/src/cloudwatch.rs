@@ -775,7 +775,7 @@ impl Alarm {
         )
     }
 
-    fn to_json(&self) -> Value {
+    fn to_json(&self, arn_prefix: &str) -> Value {
         let dims: Vec<Value> = self
             .dimensions
             .iter()
@@ -783,7 +783,7 @@ impl Alarm {
             .collect();
         let mut out = json!({
             "AlarmName": self.name,
-            "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:000000000000:alarm:{}", self.name),
+            "AlarmArn": format!("{arn_prefix}{}", self.name),
             "AlarmDescription": self.description,
             "ActionsEnabled": false,
             "OKActions": [], "AlarmActions": [], "InsufficientDataActions": [],
@@ -815,10 +815,12 @@ impl Alarm {
 pub struct Alarms {
     path: PathBuf,
     list: Mutex<BTreeMap<String, Alarm>>,
+    /// `arn:aws:cloudwatch:<region>:<account>:alarm:`, the platform's.
+    arn_prefix: String,
 }
 
 impl Alarms {
-    pub fn open(dir: &std::path::Path) -> std::io::Result<Alarms> {
+    pub fn open(dir: &std::path::Path, region: &str, account: &str) -> std::io::Result<Alarms> {
         let path = dir.join("alarms.json");
         let list = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
@@ -828,6 +830,7 @@ impl Alarms {
         Ok(Alarms {
             path,
             list: Mutex::new(list),
+            arn_prefix: format!("arn:aws:cloudwatch:{region}:{account}:alarm:"),
         })
     }
 
@@ -950,7 +953,7 @@ impl Alarms {
                 && prefix.is_none_or(|p| alarm.name.starts_with(p))
                 && state.is_none_or(|s| s == alarm.state);
             if selected {
-                out.push(alarm.to_json());
+                out.push(alarm.to_json(&self.arn_prefix));
             }
         }
         json!({"MetricAlarms": out, "CompositeAlarms": []})

@@ -102,7 +102,7 @@ impl Platform {
             config.node.clone(),
             config.data_dir.join("runtimes"),
         );
-        let alarms = Alarms::open(&config.data_dir)?;
+        let alarms = Alarms::open(&config.data_dir, &config.region, &config.account)?;
         let sns = Sns::open(&config.data_dir, &config.region, &config.account)?;
         Ok(Platform {
             sns,
