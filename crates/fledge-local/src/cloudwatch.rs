@@ -1,6 +1,7 @@
 //! A CloudWatch-compatible endpoint over the local metrics: GetMetricData,
-//! GetMetricStatistics, ListMetrics, and metric alarms (PutMetricAlarm, DescribeAlarms,
-//! SetAlarmState, DeleteAlarms) evaluated on those metrics.
+//! GetMetricStatistics, ListMetrics, PutMetricData (metrics of the caller's own, which
+//! functions can also publish in the embedded metric format), and metric alarms
+//! (PutMetricAlarm, DescribeAlarms, SetAlarmState, DeleteAlarms) evaluated on them.
 //!
 //! Three wire protocols reach one dispatcher: Smithy RPC v2 CBOR
 //! (`POST /service/GraniteServiceVersion20100801/operation/<Op>`, what the Rust SDK sends),
@@ -23,7 +24,7 @@ use ciborium::Value as Cbor;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::metrics::{Metrics, Statistic};
+use crate::metrics::{Aggregate, CustomKey, Metrics, Published, Statistic};
 use crate::server::Platform;
 use crate::wire::{iso8601, now_ms, uuid, xml_escape};
 
@@ -32,10 +33,11 @@ const TARGET_PREFIX: &str = "GraniteServiceVersion20100801.";
 const QUERY_VERSION: &str = "2010-08-01";
 const QUERY_NAMESPACE: &str = "http://monitoring.amazonaws.com/doc/2010-08-01/";
 /// The operations fledge local answers.
-const OPERATIONS: [&str; 7] = [
+const OPERATIONS: [&str; 8] = [
     "GetMetricData",
     "GetMetricStatistics",
     "ListMetrics",
+    "PutMetricData",
     "PutMetricAlarm",
     "DescribeAlarms",
     "SetAlarmState",
@@ -89,6 +91,10 @@ pub async fn cbor(
             "an RPC v2 CBOR request must not carry X-Amz-Target",
         ));
     }
+    let body = match decoded(&headers, body) {
+        Ok(body) => body,
+        Err(e) => return encode_cbor_error(e),
+    };
     let request = if body.is_empty() {
         Value::Object(Default::default())
     } else {
@@ -109,6 +115,22 @@ pub async fn cbor(
         }
         Err(e) => encode_cbor_error(e),
     }
+}
+
+/// The request body, gunzipped when it says `Content-Encoding: gzip` (SDKs compress large
+/// PutMetricData requests).
+pub(crate) fn decoded(headers: &HeaderMap, body: Bytes) -> Result<Bytes, CwError> {
+    let gzip = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().eq_ignore_ascii_case("gzip")));
+    if !gzip {
+        return Ok(body);
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out)
+        .map_err(|e| invalid(format!("the body says it is gzip, but is not: {e}")))?;
+    Ok(Bytes::from(out))
 }
 
 fn encode_cbor_error(e: CwError) -> Response {
@@ -149,6 +171,10 @@ pub async fn json_rpc(State(p): State<Arc<Platform>>, headers: HeaderMap, body: 
         return encode_json_error(invalid(format!(
             "fledge local answers CloudWatch here (X-Amz-Target: {TARGET_PREFIX}<Operation>); got X-Amz-Target '{target}'"
         )));
+    };
+    let body = match decoded(&headers, body) {
+        Ok(body) => body,
+        Err(e) => return encode_json_error(e),
     };
     let request = if body.is_empty() {
         Ok(json!({}))
@@ -243,14 +269,25 @@ fn encode_xml_error(e: CwError) -> Response {
 }
 
 /// Input members that are numbers or booleans; in a form every value is text.
-const INTEGER_FIELDS: [&str; 5] = [
+const INTEGER_FIELDS: [&str; 6] = [
     "Period",
     "EvaluationPeriods",
     "DatapointsToAlarm",
     "MaxDatapoints",
     "MaxRecords",
+    "StorageResolution",
 ];
-const DOUBLE_FIELDS: [&str; 1] = ["Threshold"];
+/// (`Value` is a number in a MetricData item, and text in a Dimensions item.)
+const DOUBLE_FIELDS: [&str; 8] = [
+    "Threshold",
+    "Value",
+    "Values",
+    "Counts",
+    "SampleCount",
+    "Sum",
+    "Minimum",
+    "Maximum",
+];
 const BOOLEAN_FIELDS: [&str; 2] = ["ReturnData", "ActionsEnabled"];
 
 /// One node of a form being rebuilt into the shape the JSON protocols send.
@@ -263,21 +300,23 @@ struct FormNode {
 }
 
 impl FormNode {
-    fn into_json(self, name: &str) -> Result<Value, CwError> {
+    /// `name` is the member this node is (a list's items take the list's name), and
+    /// `container` the member that holds it.
+    fn into_json(self, name: &str, container: &str) -> Result<Value, CwError> {
         if let Some(text) = self.value {
-            return typed(name, text);
+            return typed(name, container, text);
         }
         if !self.members.is_empty() {
             return self
                 .members
                 .into_values()
-                .map(|m| m.into_json(name))
+                .map(|m| m.into_json(name, container))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array);
         }
         let mut out = serde_json::Map::new();
         for (key, node) in self.fields {
-            let v = node.into_json(&key)?;
+            let v = node.into_json(&key, name)?;
             out.insert(key, v);
         }
         Ok(Value::Object(out))
@@ -285,7 +324,7 @@ impl FormNode {
 }
 
 /// A form value as the member `name` carries it in JSON.
-fn typed(name: &str, text: String) -> Result<Value, CwError> {
+fn typed(name: &str, container: &str, text: String) -> Result<Value, CwError> {
     let bad = |kind: &str| {
         invalid(format!(
             "The parameter {name} must be {kind}; got '{text}'."
@@ -295,7 +334,7 @@ fn typed(name: &str, text: String) -> Result<Value, CwError> {
         text.parse::<i64>()
             .map(Value::from)
             .map_err(|_| bad("an integer"))
-    } else if DOUBLE_FIELDS.contains(&name) {
+    } else if DOUBLE_FIELDS.contains(&name) && (name != "Value" || container == "MetricData") {
         text.parse::<f64>()
             .ok()
             .and_then(serde_json::Number::from_f64)
@@ -333,7 +372,7 @@ fn form_to_json(fields: Vec<(String, String)>) -> Result<Value, CwError> {
         }
         node.value = Some(value);
     }
-    root.into_json("")
+    root.into_json("", "")
 }
 
 /// Writes `v` as the XML element `name`: objects as child elements, lists as `member`
@@ -440,6 +479,7 @@ async fn dispatch(p: &Platform, op: &str, request: Value) -> Result<Value, CwErr
         "GetMetricData" => get_metric_data(&p.metrics, &request),
         "GetMetricStatistics" => get_metric_statistics(&p.metrics, &request),
         "ListMetrics" => Ok(list_metrics(&p.metrics, &request)),
+        "PutMetricData" => put_metric_data(&p.metrics, &request, now_ms()).map(|()| json!({})),
         "PutMetricAlarm" => p.alarms.put(&request, now_s).map(|()| json!({})),
         "DescribeAlarms" => Ok(p.alarms.describe(&p.metrics, &request, now_s)),
         "SetAlarmState" => p.alarms.set_state(&request, now_s).map(|()| json!({})),
@@ -579,15 +619,12 @@ fn get_metric_data(metrics: &Metrics, request: &Value) -> Result<Value, CwError>
         let period = period_field(stat_block, "Period")?;
         let stat_text = str_field(stat_block, "Stat")?;
         let stat = Statistic::parse(stat_text).ok_or_else(|| invalid(format!("The statistic {stat_text} is not valid; use Sum, SampleCount, Average, Minimum, Maximum or pNN")))?;
-        let mut points: Vec<(i64, f64)> = if namespace == "AWS/Lambda" {
-            metrics
-                .query(name, &dims, start, end, period)
+        let mut points: Vec<(i64, f64)> =
+            datapoints(metrics, namespace, name, &dims, start, end, period)
+                .0
                 .into_iter()
                 .filter_map(|(t, a)| a.value(stat).map(|v| (t, v)))
-                .collect()
-        } else {
-            Vec::new()
-        };
+                .collect();
         if !ascending {
             points.reverse();
         }
@@ -621,14 +658,10 @@ fn get_metric_statistics(metrics: &Metrics, request: &Value) -> Result<Value, Cw
                     .into(),
         });
     }
-    let points = if namespace == "AWS/Lambda" {
-        metrics.query(name, &dims, start, end, period)
-    } else {
-        Vec::new()
-    };
+    let (points, unit) = datapoints(metrics, namespace, name, &dims, start, end, period);
     let mut datapoints = Vec::new();
     for (t, agg) in points {
-        let mut dp = json!({"Timestamp": t as f64, "Unit": if name == "Duration" { "Milliseconds" } else { "Count" }});
+        let mut dp = json!({"Timestamp": t as f64, "Unit": unit});
         for s in &plain {
             let stat = Statistic::parse(s)
                 .filter(|x| !matches!(x, Statistic::Percentile(_)))
@@ -649,13 +682,171 @@ fn get_metric_statistics(metrics: &Metrics, request: &Value) -> Result<Value, Cw
     Ok(json!({"Label": name, "Datapoints": datapoints}))
 }
 
+/// The datapoints of one metric, Lambda's or a published one, and its unit.
+fn datapoints(
+    metrics: &Metrics,
+    namespace: &str,
+    name: &str,
+    dims: &BTreeMap<String, String>,
+    start: i64,
+    end: i64,
+    period: i64,
+) -> (Vec<(i64, Aggregate)>, String) {
+    if namespace == "AWS/Lambda" {
+        let unit = if name == "Duration" || name == "AsyncEventAge" {
+            "Milliseconds"
+        } else {
+            "Count"
+        };
+        (metrics.query(name, dims, start, end, period), unit.into())
+    } else {
+        let key = CustomKey {
+            namespace: namespace.into(),
+            name: name.into(),
+            dimensions: dims.clone(),
+        };
+        let (points, unit) = metrics.query_custom(&key, start, end, period);
+        (points, unit.unwrap_or_else(|| "None".into()))
+    }
+}
+
+/// PutMetricData: values for metrics in a namespace of the caller's, at a time (now by
+/// default), as single values, values with counts, or a summary.
+fn put_metric_data(metrics: &Metrics, request: &Value, now_ms: u64) -> Result<(), CwError> {
+    let namespace = str_field(request, "Namespace")?;
+    if namespace.is_empty() || namespace.len() > 255 || namespace.starts_with("AWS/") {
+        return Err(invalid(format!(
+            "The value {namespace} for parameter Namespace is invalid: a namespace has 1 to 255 characters and may not start with AWS/, which is AWS's own."
+        )));
+    }
+    let data = request
+        .get("MetricData")
+        .and_then(Value::as_array)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| missing("MetricData"))?;
+    if data.len() > 1000 {
+        return Err(invalid(format!(
+            "The collection MetricData must not have more than 1000 items; it has {}.",
+            data.len()
+        )));
+    }
+    // Check every datum before keeping any: a refused request changes nothing.
+    let mut accepted = Vec::with_capacity(data.len());
+    for (i, datum) in data.iter().enumerate() {
+        let member = format!("MetricData.member.{}", i + 1);
+        let name =
+            str_field(datum, "MetricName").map_err(|_| missing(&format!("{member}.MetricName")))?;
+        let dims = dimensions(datum.get("Dimensions"))?;
+        if dims.len() > 30 {
+            return Err(invalid(format!(
+                "The collection {member}.Dimensions must not have more than 30 items."
+            )));
+        }
+        let at_ms = match datum.get("Timestamp") {
+            None => now_ms,
+            Some(_) => (time_field(datum, "Timestamp")? * 1000.0).max(0.0) as u64,
+        };
+        if at_ms > now_ms + 2 * 3600 * 1000 {
+            return Err(invalid(format!(
+                "The parameter {member}.Timestamp must not be more than 2 hours in the future."
+            )));
+        }
+        let number = |v: &Value, what: &str| {
+            v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+                invalid(format!(
+                    "The value {v} for parameter {member}.{what} is invalid."
+                ))
+            })
+        };
+        let single = datum.get("Value");
+        let many = datum.get("Values").and_then(Value::as_array);
+        let stats = datum.get("StatisticValues");
+        let given = [single.is_some(), many.is_some(), stats.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(CwError {
+                code: "InvalidParameterCombination",
+                status: StatusCode::BAD_REQUEST,
+                message: format!(
+                    "Give exactly one of {member}.Value, {member}.Values and {member}.StatisticValues."
+                ),
+            });
+        }
+        let published = if let Some(v) = single {
+            Published::Values(vec![(number(v, "Value")?, 1)])
+        } else if let Some(values) = many {
+            let counts = datum.get("Counts").and_then(Value::as_array);
+            if counts.is_some_and(|c| c.len() != values.len()) {
+                return Err(invalid(format!(
+                    "{member}.Counts must have as many items as {member}.Values."
+                )));
+            }
+            let mut out = Vec::with_capacity(values.len());
+            for (j, v) in values.iter().enumerate() {
+                let n = match counts {
+                    Some(c) => number(&c[j], "Counts")?.round().max(0.0) as u64,
+                    None => 1,
+                };
+                out.push((number(v, "Values")?, n));
+            }
+            Published::Values(out)
+        } else {
+            let s = stats.expect("one of the three");
+            let field = |f: &str| {
+                s.get(f)
+                    .ok_or_else(|| missing(&format!("{member}.StatisticValues.{f}")))
+                    .and_then(|v| number(v, &format!("StatisticValues.{f}")))
+            };
+            let (count, sum, min, max) = (
+                field("SampleCount")?,
+                field("Sum")?,
+                field("Minimum")?,
+                field("Maximum")?,
+            );
+            if count <= 0.0 || min > max {
+                return Err(invalid(format!(
+                    "{member}.StatisticValues needs a SampleCount above 0 and a Minimum no larger than its Maximum."
+                )));
+            }
+            Published::Statistics {
+                count: count.round() as u64,
+                sum,
+                min,
+                max,
+            }
+        };
+        let key = CustomKey {
+            namespace: namespace.into(),
+            name: name.into(),
+            dimensions: dims,
+        };
+        let unit = datum.get("Unit").and_then(Value::as_str).map(String::from);
+        accepted.push((key, at_ms, published, unit));
+    }
+    for (key, at_ms, published, unit) in accepted {
+        metrics.publish(key, at_ms, &published, unit.as_deref());
+    }
+    Ok(())
+}
+
 fn list_metrics(metrics: &Metrics, request: &Value) -> Value {
     let namespace = request.get("Namespace").and_then(Value::as_str);
     let wanted = request.get("MetricName").and_then(Value::as_str);
-    if namespace.is_some_and(|n| n != "AWS/Lambda") {
-        return json!({"Metrics": []});
-    }
     let mut out = Vec::new();
+    for key in metrics.custom_keys() {
+        if namespace.is_none_or(|n| n == key.namespace) && wanted.is_none_or(|w| w == key.name) {
+            let dims: Vec<Value> = key
+                .dimensions
+                .iter()
+                .map(|(k, v)| json!({"Name": k, "Value": v}))
+                .collect();
+            out.push(
+                json!({"Namespace": key.namespace, "MetricName": key.name, "Dimensions": dims}),
+            );
+        }
+    }
+    if namespace.is_some_and(|n| n != "AWS/Lambda") {
+        return json!({"Metrics": out});
+    }
     for set in metrics.dimension_sets() {
         for name in crate::metrics::METRICS
             .iter()
@@ -720,11 +911,15 @@ impl Alarm {
         // errors that just happened, not only those of completed periods.
         let end = now.floor() as i64 + 1;
         let start = end - self.period * self.evaluation_periods;
-        let points = if self.namespace == "AWS/Lambda" {
-            metrics.query(&self.metric_name, &self.dimensions, start, end, self.period)
-        } else {
-            Vec::new()
-        };
+        let (points, _) = datapoints(
+            metrics,
+            &self.namespace,
+            &self.metric_name,
+            &self.dimensions,
+            start,
+            end,
+            self.period,
+        );
         let values: Vec<f64> = points.iter().filter_map(|(_, a)| a.value(stat)).collect();
         let missing = (self.evaluation_periods as usize).saturating_sub(values.len());
         let breaching = values.iter().filter(|v| self.breaches(**v)).count()
@@ -1038,6 +1233,15 @@ mod tests {
                 "Statistics": ["Sum"],
                 "AlarmNames": "",
             })
+        );
+        let v = form_to_json(form(&[
+            ("MetricData.member.1.Value", "2.5"),
+            ("MetricData.member.1.Dimensions.member.1.Value", "cart"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"MetricData": [{"Value": 2.5, "Dimensions": [{"Value": "cart"}]}]})
         );
         let e = form_to_json(form(&[("Period", "sixty")])).unwrap_err();
         assert_eq!(e.code, "InvalidParameterValue");

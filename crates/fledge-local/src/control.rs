@@ -996,7 +996,7 @@ pub async fn unsupported(method: Method, uri: Uri) -> Response {
     let e = LambdaError::new(
         ErrorType::InvalidRequestContent,
         format!(
-            "fledge local does not implement {method} {}. It implements functions (create, get, list, delete, update code and configuration), versions, aliases, concurrency, tags, asynchronous invocation configs, Invoke, InvokeWithResponseStream, and CloudWatch's GetMetricData, GetMetricStatistics, ListMetrics and metric alarms.",
+            "fledge local does not implement {method} {}. It implements functions (create, get, list, delete, update code and configuration), versions, aliases, concurrency, tags, asynchronous invocation configs, Invoke, InvokeWithResponseStream, and CloudWatch's GetMetricData, GetMetricStatistics, ListMetrics, PutMetricData and metric alarms.",
             uri.path()
         ),
     );

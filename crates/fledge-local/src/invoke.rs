@@ -538,6 +538,7 @@ fn sandbox_spec(platform: &Platform, target: &Target) -> Result<SandboxSpec, Sta
         region: platform.store.region.clone(),
         runtime: v.runtime.clone(),
         launch,
+        metrics: Some(platform.metrics.clone()),
     })
 }
 

@@ -15,7 +15,8 @@
 //!   `nodejsN.x` through fledge's own runtime client), and how their processes start.
 //! - [`sandbox`]: function processes and the Runtime API each one talks to.
 //! - [`scale`]: the pure decision "start another process?".
-//! - [`metrics`]: per-second metrics under Lambda's dimension sets.
+//! - [`metrics`]: per-second metrics under Lambda's dimension sets, and published ones.
+//! - [`emf`]: metrics a function publishes in CloudWatch's embedded metric format.
 //! - [`streaming`]: InvokeWithResponseStream, the function's answer as it is written.
 //! - [`cloudwatch`]: GetMetricData, GetMetricStatistics and metric alarms, over RPC v2
 //!   CBOR (the Rust SDK), AWS JSON 1.0 (the AWS CLI, boto3) and the query protocol (SDKs
@@ -26,6 +27,7 @@
 
 pub mod cloudwatch;
 pub mod control;
+pub mod emf;
 pub mod events;
 pub mod faults;
 pub mod invoke;

@@ -141,9 +141,21 @@ pub const METRICS: [&str; 8] = [
 /// Every invocation's numbers, by second.
 pub struct Metrics {
     series: Mutex<HashMap<SeriesKey, Series>>,
+    /// Metrics functions and callers publish (PutMetricData, or the embedded metric format
+    /// in a function's output), by namespace, name and dimensions.
+    custom: Mutex<HashMap<CustomKey, CustomSeries>>,
     retention_secs: i64,
     /// Where the seconds are kept (`<data>/metrics`); `None` keeps them in memory only.
     dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("dir", &self.dir)
+            .field("retention_secs", &self.retention_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One series' seconds, and the first one changed since the last flush.
@@ -158,6 +170,65 @@ impl Series {
         self.dirty_from = Some(self.dirty_from.map_or(second, |d| d.min(second)));
         self.points.entry(second).or_default()
     }
+}
+
+/// A published metric: its namespace, name and exact dimensions (CloudWatch matches
+/// dimensions exactly).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CustomKey {
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: BTreeMap<String, String>,
+}
+
+/// One second of a published metric: its values, and their distribution when they were
+/// published one by one (StatisticValues give none).
+#[derive(Clone, Debug, Default)]
+struct CustomSecond {
+    values: Summary,
+    histogram: LatencyHistogram,
+}
+
+#[derive(Default)]
+struct CustomSeries {
+    points: BTreeMap<i64, CustomSecond>,
+    dirty_from: Option<i64>,
+    unit: Option<String>,
+}
+
+/// Values published for a metric at one time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Published {
+    /// Values, each seen this many times.
+    Values(Vec<(f64, u64)>),
+    /// A summary of values: count, sum, minimum, maximum.
+    Statistics {
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    },
+}
+
+/// One second of one published metric as a line of `metrics/<hour>.jsonl`.
+#[derive(Serialize, Deserialize)]
+struct StoredCustom {
+    #[serde(flatten)]
+    key: CustomKey,
+    second: i64,
+    values: Summary,
+    #[serde(default)]
+    buckets: Vec<(usize, u64)>,
+    #[serde(default)]
+    unit: Option<String>,
+}
+
+/// A line of `metrics/<hour>.jsonl`: a second of Lambda's metrics, or of a published one.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredLine {
+    Lambda(StoredSecond),
+    Custom(StoredCustom),
 }
 
 /// One second of one series as a line of `metrics/<hour>.jsonl`.
@@ -281,6 +352,7 @@ impl Metrics {
     pub fn new(retention_secs: i64) -> Metrics {
         Metrics {
             series: Mutex::new(HashMap::new()),
+            custom: Mutex::new(HashMap::new()),
             retention_secs,
             dir: None,
         }
@@ -293,6 +365,7 @@ impl Metrics {
         std::fs::create_dir_all(&dir)?;
         let oldest = crate::wire::now_ms() as i64 / 1000 - retention_secs;
         let mut series: HashMap<SeriesKey, Series> = HashMap::new();
+        let mut custom: HashMap<CustomKey, CustomSeries> = HashMap::new();
         let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(&dir)?
             .flatten()
             .filter_map(|e| Some((hour_of(&e.path())?, e.path())))
@@ -305,10 +378,21 @@ impl Metrics {
             }
             let reader = std::io::BufReader::new(std::fs::File::open(&path)?);
             for (n, line) in reader.lines().enumerate() {
-                match serde_json::from_str::<StoredSecond>(&line?) {
-                    Ok(stored) if stored.second >= oldest => {
+                match serde_json::from_str::<StoredLine>(&line?) {
+                    Ok(StoredLine::Lambda(stored)) if stored.second >= oldest => {
                         let (key, second, point) = stored.into_parts();
                         series.entry(key).or_default().points.insert(second, point);
+                    }
+                    Ok(StoredLine::Custom(stored)) if stored.second >= oldest => {
+                        let entry = custom.entry(stored.key).or_default();
+                        entry.unit = stored.unit.or(entry.unit.take());
+                        entry.points.insert(
+                            stored.second,
+                            CustomSecond {
+                                values: stored.values,
+                                histogram: LatencyHistogram::from_buckets(stored.buckets),
+                            },
+                        );
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
@@ -321,6 +405,7 @@ impl Metrics {
         }
         Ok(Metrics {
             series: Mutex::new(series),
+            custom: Mutex::new(custom),
             retention_secs,
             dir: Some(dir),
         })
@@ -343,6 +428,26 @@ impl Metrics {
                     let out = lines.entry(second.div_euclid(3600)).or_default();
                     serde_json::to_writer(&mut *out, &StoredSecond::of(key, *second, point))
                         .expect("a second serialises");
+                    out.push(b'\n');
+                }
+            }
+        }
+        {
+            let mut custom = self.custom.lock().expect("metrics lock");
+            for (key, s) in custom.iter_mut() {
+                let Some(from) = s.dirty_from.take() else {
+                    continue;
+                };
+                for (second, point) in s.points.range(from..) {
+                    let out = lines.entry(second.div_euclid(3600)).or_default();
+                    let stored = StoredCustom {
+                        key: key.clone(),
+                        second: *second,
+                        values: point.values,
+                        buckets: point.histogram.buckets().collect(),
+                        unit: s.unit.clone(),
+                    };
+                    serde_json::to_writer(&mut *out, &stored).expect("a second serialises");
                     out.push(b'\n');
                 }
             }
@@ -382,6 +487,96 @@ impl Metrics {
             let keep = points.split_off(&(second - self.retention_secs));
             *points = keep;
         }
+    }
+
+    /// Records values published for `key` at `at_ms` (PutMetricData, or a function's
+    /// embedded metric format).
+    pub fn publish(&self, key: CustomKey, at_ms: u64, values: &Published, unit: Option<&str>) {
+        let second = (at_ms / 1000) as i64;
+        let mut custom = self.custom.lock().expect("metrics lock");
+        let series = custom.entry(key).or_default();
+        if let Some(unit) = unit {
+            series.unit = Some(unit.to_owned());
+        }
+        series.dirty_from = Some(series.dirty_from.map_or(second, |d| d.min(second)));
+        let point = series.points.entry(second).or_default();
+        match values {
+            Published::Values(values) => {
+                for &(v, n) in values {
+                    point.values.merge(&Summary {
+                        count: n,
+                        sum: v * n as f64,
+                        min: v,
+                        max: v,
+                    });
+                    point.histogram.record_n(v, n);
+                }
+            }
+            Published::Statistics {
+                count,
+                sum,
+                min,
+                max,
+            } => point.values.merge(&Summary {
+                count: *count,
+                sum: *sum,
+                min: *min,
+                max: *max,
+            }),
+        }
+        let oldest = second - self.retention_secs;
+        if point_count_over_custom(&series.points, oldest) {
+            series.points = series.points.split_off(&oldest);
+        }
+    }
+
+    /// Datapoints of a published metric, as [`Metrics::query`] gives Lambda's; its unit.
+    pub fn query_custom(
+        &self,
+        key: &CustomKey,
+        start: i64,
+        end: i64,
+        period: i64,
+    ) -> (Vec<(i64, Aggregate)>, Option<String>) {
+        let custom = self.custom.lock().expect("metrics lock");
+        let Some(series) = custom.get(key) else {
+            return (Vec::new(), None);
+        };
+        let mut buckets: BTreeMap<i64, CustomSecond> = BTreeMap::new();
+        for (second, point) in series.points.range(start..end) {
+            let bucket = start + (second - start) / period * period;
+            let into = buckets.entry(bucket).or_default();
+            into.values.merge(&point.values);
+            into.histogram.merge(&point.histogram);
+        }
+        let points = buckets
+            .into_iter()
+            .filter(|(_, s)| s.values.count > 0)
+            .map(|(t, s)| {
+                let complete = s.histogram.len() == s.values.count;
+                (
+                    t,
+                    Aggregate {
+                        sample_count: s.values.count as f64,
+                        sum: s.values.sum,
+                        minimum: s.values.min,
+                        maximum: s.values.max,
+                        histogram: complete.then_some(s.histogram),
+                    },
+                )
+            })
+            .collect();
+        (points, series.unit.clone())
+    }
+
+    /// The published metrics, for ListMetrics.
+    pub fn custom_keys(&self) -> Vec<CustomKey> {
+        let custom = self.custom.lock().expect("metrics lock");
+        let mut keys: Vec<CustomKey> = custom.keys().cloned().collect();
+        keys.sort_by(|a, b| {
+            (&a.namespace, &a.name, &a.dimensions).cmp(&(&b.namespace, &b.name, &b.dimensions))
+        });
+        keys
     }
 
     /// The (function, resource, executed) keys matching a dimension set, or none if the set
@@ -458,6 +653,13 @@ impl Metrics {
     }
 }
 
+fn point_count_over_custom(points: &BTreeMap<i64, CustomSecond>, oldest: i64) -> bool {
+    points.len() > 1
+        && points
+            .first_key_value()
+            .is_some_and(|(first, _)| *first < oldest)
+}
+
 fn point_count_over(points: &BTreeMap<i64, Second>, oldest: i64) -> bool {
     points
         .first_key_value()
@@ -521,7 +723,8 @@ impl Aggregate {
                 .histogram
                 .as_ref()?
                 .quantile(p / 100.0)?
-                .min(self.maximum),
+                .min(self.maximum)
+                .max(self.minimum),
         })
     }
 }

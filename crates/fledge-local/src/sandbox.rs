@@ -28,6 +28,8 @@ use crate::runtimes::Launch;
 pub const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
 /// The largest response a function may stream (Lambda's default limit, 20 MB).
 pub const MAX_STREAMED_RESPONSE: usize = 20 * 1024 * 1024;
+/// The longest output line read for embedded metrics (CloudWatch Logs' event limit).
+const MAX_LOG_LINE: usize = 256 * 1024;
 /// How long a process may take to start and ask for its first invocation.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,6 +47,8 @@ pub struct SandboxSpec {
     /// `provided.al2023`, `python3.12`, …
     pub runtime: String,
     pub launch: Launch,
+    /// Where metrics the function writes in the embedded metric format go.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// One invocation for a process.
@@ -472,9 +476,25 @@ async fn collect_logs(
     shared: Arc<Shared>,
     mut drains: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 ) {
-    let keep = |bytes: &[u8]| {
+    // The line being read, for the embedded metric format: a line may span reads.
+    let mut partial: Vec<u8> = Vec::new();
+    let mut keep = |bytes: &[u8]| {
         for line in String::from_utf8_lossy(bytes).lines() {
             tracing::debug!(target: "fledge_local::function", function = %shared.spec.function, version = %shared.spec.version, "{line}");
+        }
+        if let Some(metrics) = &shared.spec.metrics {
+            partial.extend_from_slice(bytes);
+            while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=end).collect();
+                crate::emf::publish_line(
+                    metrics,
+                    &String::from_utf8_lossy(&line),
+                    crate::wire::now_ms(),
+                );
+            }
+            if partial.len() > MAX_LOG_LINE {
+                partial.clear();
+            }
         }
         shared
             .logs

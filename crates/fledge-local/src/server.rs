@@ -83,7 +83,7 @@ pub struct Platform {
     pub store: Store,
     pub router: AliasRouter,
     pub pools: Pools,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub alarms: Alarms,
     pub faults: Faults,
     pub sns: Sns,
@@ -108,7 +108,10 @@ impl Platform {
             sns,
             router: AliasRouter::new(config.seed),
             faults: Faults::new(config.seed ^ 0xfa17),
-            metrics: Metrics::open(&config.data_dir, config.metrics_retention.as_secs() as i64)?,
+            metrics: Arc::new(Metrics::open(
+                &config.data_dir,
+                config.metrics_retention.as_secs() as i64,
+            )?),
             pools: Pools::default(),
             store,
             alarms,
@@ -317,6 +320,10 @@ async fn root(
     if !form || headers.contains_key("x-amz-target") {
         return cloudwatch::json_rpc(State(p), headers, body).await;
     }
+    let body = match cloudwatch::decoded(&headers, body) {
+        Ok(body) => body,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
+    };
     let form: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
         Ok(form) => form,
         Err(e) => {

@@ -5,7 +5,10 @@
 //! - `SAMPLE_ERROR_RATE`: share of invocations that fail (0..1, default 0);
 //! - `SAMPLE_LATENCY_MS`: how long each invocation takes (default 0);
 //! - `SAMPLE_JITTER_MS`: up to this much more, at random (default 0);
-//! - `SAMPLE_RESPONSE`: a JSON value to answer with (default: the version and the event).
+//! - `SAMPLE_RESPONSE`: a JSON value to answer with (default: the version and the event);
+//! - `SAMPLE_METRICS_NAMESPACE`: publish business metrics in CloudWatch's embedded metric
+//!   format under this namespace: `Orders` (1 per invocation) and `OrdersFailed` (1 when it
+//!   fails), by `Version`.
 //!
 //! The event can also steer one invocation: `{"fail": true}` fails it, `{"sleep_ms": N}`
 //! makes it take N ms, `{"exit": CODE}` ends the process mid-invocation, and
@@ -26,6 +29,7 @@ struct Settings {
     jitter_ms: u64,
     response: Option<Value>,
     version: String,
+    metrics_namespace: Option<String>,
 }
 
 fn env_number(name: &str) -> f64 {
@@ -44,6 +48,9 @@ fn settings() -> Settings {
             .ok()
             .and_then(|r| serde_json::from_str(&r).ok()),
         version: std::env::var("AWS_LAMBDA_FUNCTION_VERSION").unwrap_or_else(|_| "$LATEST".into()),
+        metrics_namespace: std::env::var("SAMPLE_METRICS_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty()),
     }
 }
 
@@ -111,6 +118,26 @@ async fn handle(
         .and_then(Value::as_bool)
         .unwrap_or(false)
         || (s.error_rate > 0.0 && uniform() < s.error_rate);
+    if let Some(namespace) = &s.metrics_namespace {
+        // One line in the embedded metric format; the platform (CloudWatch Logs on AWS)
+        // turns it into metrics.
+        let line = json!({
+            "_aws": {
+                "Timestamp": std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [["Version"]],
+                    "Metrics": [{"Name": "Orders", "Unit": "Count"}, {"Name": "OrdersFailed", "Unit": "Count"}],
+                }],
+            },
+            "Version": s.version,
+            "Orders": 1,
+            "OrdersFailed": u8::from(fail),
+        });
+        println!("{line}");
+    }
     if fail {
         println!(
             "version {} failing request {}",

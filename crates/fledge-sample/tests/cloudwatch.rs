@@ -21,13 +21,23 @@ fn dims(pairs: &[(&str, &str)]) -> Vec<Dimension> {
 }
 
 fn query(id: &str, metric: &str, d: &[(&str, &str)], stat: &str) -> MetricDataQuery {
+    query_in("AWS/Lambda", id, metric, d, stat)
+}
+
+fn query_in(
+    namespace: &str,
+    id: &str,
+    metric: &str,
+    d: &[(&str, &str)],
+    stat: &str,
+) -> MetricDataQuery {
     MetricDataQuery::builder()
         .id(id)
         .metric_stat(
             MetricStat::builder()
                 .metric(
                     Metric::builder()
-                        .namespace("AWS/Lambda")
+                        .namespace(namespace)
                         .metric_name(metric)
                         .set_dimensions(Some(dims(d)))
                         .build(),
@@ -485,6 +495,45 @@ async fn older_clients_get_the_same_answers_over_the_query_protocol() {
     let alarms = cw(query, &["describe-alarms"]).unwrap();
     assert_eq!(alarms["MetricAlarms"].as_array().unwrap().len(), 0);
 
+    // A metric of the caller's, published over the query protocol, read over JSON 1.0.
+    cw(
+        query,
+        &[
+            "put-metric-data",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Baskets",
+            "--value",
+            "2.5",
+            "--dimensions",
+            "Service=cart",
+        ],
+    )
+    .unwrap();
+    let baskets = cw(
+        &[],
+        &[
+            "get-metric-statistics",
+            "--namespace",
+            "Shop",
+            "--metric-name",
+            "Baskets",
+            "--dimensions",
+            "Name=Service,Value=cart",
+            "--start-time",
+            "2000-01-01T00:00:00Z",
+            "--end-time",
+            "2100-01-01T00:00:00Z",
+            "--period",
+            "86400",
+            "--statistics",
+            "Sum",
+        ],
+    )
+    .unwrap();
+    assert_eq!(baskets["Datapoints"][0]["Sum"], 2.5, "{baskets}");
+
     // Errors carry their code and message in the query protocol's XML.
     let e = cw(query, &["delete-alarms", "--alarm-names", "q-v2-errors"]).unwrap_err();
     assert!(
@@ -571,4 +620,245 @@ async fn metrics_survive_a_restart() {
     let after = read(&p.cloudwatch).await;
     assert_eq!(total(&after, "all"), 35.0, "{after:?}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Metrics of the caller's own: published with PutMetricData, or by a function in the
+/// embedded metric format (the sample's business metrics), read back with
+/// GetMetricStatistics and GetMetricData, listed, and watched by an alarm; a refused
+/// request keeps nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_metrics_are_read_listed_and_alarmed_on() {
+    use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit, StatisticSet};
+    let p = start("cw-custom").await;
+    let datum = |name: &str| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .dimensions(Dimension::builder().name("Service").value("cart").build())
+    };
+    p.cloudwatch
+        .put_metric_data()
+        .namespace("Shop")
+        .metric_data(
+            datum("Latency")
+                .value(10.0)
+                .unit(StandardUnit::Milliseconds)
+                .build(),
+        )
+        .metric_data(
+            datum("Latency")
+                .values(20.0)
+                .values(40.0)
+                .counts(1.0)
+                .counts(2.0)
+                .build(),
+        )
+        .metric_data(
+            datum("Checkouts")
+                .statistic_values(
+                    StatisticSet::builder()
+                        .sample_count(4.0)
+                        .sum(6.0)
+                        .minimum(0.0)
+                        .maximum(3.0)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (start_time, end_time) = window();
+    let stats = |name: &'static str| {
+        p.cloudwatch
+            .get_metric_statistics()
+            .namespace("Shop")
+            .metric_name(name)
+            .set_dimensions(Some(dims(&[("Service", "cart")])))
+            .start_time(start_time)
+            .end_time(end_time)
+            .period(600)
+            .statistics(Statistic::Sum)
+            .statistics(Statistic::SampleCount)
+            .statistics(Statistic::Maximum)
+            .send()
+    };
+    let latency = stats("Latency").await.unwrap();
+    let point = &latency.datapoints()[0];
+    assert_eq!(
+        (point.sum(), point.sample_count(), point.maximum()),
+        (Some(110.0), Some(4.0), Some(40.0))
+    );
+    assert_eq!(point.unit(), Some(&StandardUnit::Milliseconds));
+    let checkouts = stats("Checkouts").await.unwrap();
+    assert_eq!(checkouts.datapoints()[0].sum(), Some(6.0));
+    // Dimensions match exactly, as in CloudWatch.
+    let none = p
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace("Shop")
+        .metric_name("Latency")
+        .start_time(start_time)
+        .end_time(end_time)
+        .period(600)
+        .statistics(Statistic::Sum)
+        .send()
+        .await
+        .unwrap();
+    assert!(none.datapoints().is_empty());
+
+    for (request, code) in [
+        (
+            p.cloudwatch
+                .put_metric_data()
+                .namespace("AWS/Lambda")
+                .metric_data(datum("Latency").value(1.0).build()),
+            "InvalidParameterValue",
+        ),
+        (
+            p.cloudwatch
+                .put_metric_data()
+                .namespace("Shop")
+                .metric_data(datum("Latency").value(1.0).build())
+                .metric_data(
+                    datum("Latency")
+                        .value(1.0)
+                        .statistic_values(
+                            StatisticSet::builder()
+                                .sample_count(1.0)
+                                .sum(1.0)
+                                .minimum(1.0)
+                                .maximum(1.0)
+                                .build(),
+                        )
+                        .build(),
+                ),
+            "InvalidParameterCombination",
+        ),
+    ] {
+        let e = request.send().await.unwrap_err();
+        assert_eq!(e.code(), Some(code), "{e:?}");
+    }
+    let latency = stats("Latency").await.unwrap();
+    assert_eq!(
+        latency.datapoints()[0].sample_count(),
+        Some(4.0),
+        "a refused request keeps nothing"
+    );
+
+    // The sample's business metrics, in the embedded metric format: version 2 fails.
+    p.create_sample("shop", &[("SAMPLE_METRICS_NAMESPACE", "Shop")], 3)
+        .await;
+    p.publish_with_env(
+        "shop",
+        &[
+            ("SAMPLE_METRICS_NAMESPACE", "Shop"),
+            ("SAMPLE_ERROR_RATE", "1"),
+        ],
+    )
+    .await;
+    for _ in 0..3 {
+        invoke(&p.lambda, "shop:1", "{}").await;
+        invoke(&p.lambda, "shop:2", "{}").await;
+    }
+    let orders = async |version: &str| {
+        let out = p
+            .cloudwatch
+            .get_metric_data()
+            .metric_data_queries(query_in(
+                "Shop",
+                "o",
+                "Orders",
+                &[("Version", version)],
+                "Sum",
+            ))
+            .metric_data_queries(query_in(
+                "Shop",
+                "f",
+                "OrdersFailed",
+                &[("Version", version)],
+                "Sum",
+            ))
+            .start_time(start_time)
+            .end_time(end_time)
+            .send()
+            .await
+            .unwrap();
+        let total = |id: &str| -> f64 {
+            out.metric_data_results()
+                .iter()
+                .find(|r| r.id() == Some(id))
+                .unwrap()
+                .values()
+                .iter()
+                .sum()
+        };
+        (total("o"), total("f"))
+    };
+    assert_eq!(orders("1").await, (3.0, 0.0));
+    assert_eq!(orders("2").await, (3.0, 3.0));
+    for version in ["1", "2"] {
+        p.cloudwatch
+            .put_metric_alarm()
+            .alarm_name(format!("orders-failed-v{version}"))
+            .namespace("Shop")
+            .metric_name("OrdersFailed")
+            .set_dimensions(Some(dims(&[("Version", version)])))
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .unwrap();
+    }
+    let alarms = p.cloudwatch.describe_alarms().send().await.unwrap();
+    let states: Vec<(String, StateValue)> = alarms
+        .metric_alarms()
+        .iter()
+        .map(|a| {
+            (
+                a.alarm_name().unwrap().into(),
+                a.state_value().unwrap().clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("orders-failed-v1".into(), StateValue::Ok),
+            ("orders-failed-v2".into(), StateValue::Alarm),
+        ]
+    );
+    let listed = p
+        .cloudwatch
+        .list_metrics()
+        .namespace("Shop")
+        .send()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = listed
+        .metrics()
+        .iter()
+        .map(|m| {
+            let dims: Vec<String> = m
+                .dimensions()
+                .iter()
+                .map(|d| format!("{}={}", d.name().unwrap(), d.value().unwrap()))
+                .collect();
+            format!("{}[{}]", m.metric_name().unwrap(), dims.join(","))
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "Checkouts[Service=cart]",
+            "Latency[Service=cart]",
+            "OrdersFailed[Version=1]",
+            "OrdersFailed[Version=2]",
+            "Orders[Version=1]",
+            "Orders[Version=2]",
+        ]
+    );
 }
