@@ -651,3 +651,91 @@ async fn deploy_notifies_its_sinks() {
     }
     assert_eq!(lines.last().unwrap()["kind"], "summary");
 }
+
+/// A canary judged on a business metric alone: the function publishes `OrdersFailed` in the
+/// embedded metric format, an alarm watches version 2's, and with CloudWatch's Lambda
+/// metrics left out (`--no-metrics`) that alarm rolls the deployment back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_on_a_business_metric_rolls_back() {
+    let w = World::new("business").await;
+    let lambda = &w.lambda;
+    create_sample(
+        lambda,
+        "f",
+        &[
+            ("SAMPLE_ERROR_RATE", "0"),
+            ("SAMPLE_METRICS_NAMESPACE", "Shop"),
+        ],
+    )
+    .await;
+    lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .update_function_configuration()
+        .function_name("f")
+        .environment(env(&[
+            ("SAMPLE_ERROR_RATE", "0.3"),
+            ("SAMPLE_METRICS_NAMESPACE", "Shop"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    let alarm = serde_json::json!({
+        "AlarmName": "orders-failed-v2",
+        "Namespace": "Shop",
+        "MetricName": "OrdersFailed",
+        "Dimensions": [{"Name": "Version", "Value": "2"}],
+        "Statistic": "Sum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+    });
+    let put = reqwest::Client::new()
+        .post(format!("{}/", w.endpoint))
+        .header(
+            "x-amz-target",
+            "GraniteServiceVersion20100801.PutMetricAlarm",
+        )
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(alarm.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+    let (traffic, seen) = w.traffic(50.0);
+    let (code, lines) = w
+        .deploy(&[
+            "--version",
+            "2",
+            "--strategy",
+            "linear:3x10s",
+            "--no-metrics",
+            "--alarm",
+            "orders-failed-v2",
+        ])
+        .await;
+    traffic.abort();
+    assert_eq!(code, 1, "{:?}", summary(&lines));
+    let reason = summary(&lines)["reason"].as_str().unwrap();
+    assert!(reason.contains("orders-failed-v2"), "{reason}");
+    assert_eq!(w.alias().await, ("1".to_string(), None));
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.get("2").is_some_and(|s| s.failed >= 1),
+        "the alarm saw what users saw: {seen:?}"
+    );
+}
