@@ -49,6 +49,29 @@ fn query_in(
         .build()
 }
 
+/// Puts `name:live` on version 1 with `weight` to version 2, then invokes it `n` times;
+/// answers how many invocations each version served.
+async fn split_and_invoke(p: &common::TestPlatform, name: &str, weight: f64, n: usize) -> [u32; 3] {
+    let routing = AliasRoutingConfiguration::builder()
+        .additional_version_weights("2", weight)
+        .build();
+    p.lambda
+        .create_alias()
+        .function_name(name)
+        .name("live")
+        .function_version("1")
+        .routing_config(routing)
+        .send()
+        .await
+        .unwrap();
+    let mut calls = [0u32; 3];
+    for _ in 0..n {
+        let (v, _, _) = invoke(&p.lambda, &format!("{name}:live"), "{}").await;
+        calls[v.parse::<usize>().unwrap()] += 1;
+    }
+    calls
+}
+
 fn window() -> (DateTime, DateTime) {
     let now = SystemTime::now();
     (
@@ -312,23 +335,7 @@ async fn older_clients_get_the_same_answers_over_the_query_protocol() {
     let p = start("cw-query").await;
     p.create_sample("q", &[], 3).await;
     p.publish_with_env("q", &[("SAMPLE_ERROR_RATE", "1")]).await;
-    let routing = AliasRoutingConfiguration::builder()
-        .additional_version_weights("2", 0.3)
-        .build();
-    p.lambda
-        .create_alias()
-        .function_name("q")
-        .name("live")
-        .function_version("1")
-        .routing_config(routing)
-        .send()
-        .await
-        .unwrap();
-    let mut calls = [0u32; 3];
-    for _ in 0..40 {
-        let (v, _, _) = invoke(&p.lambda, "q:live", "{}").await;
-        calls[v.parse::<usize>().unwrap()] += 1;
-    }
+    let calls = split_and_invoke(&p, "q", 0.3, 40).await;
     assert!(calls[2] > 0, "version 2 served none of 40");
 
     let models_path = models.to_str().unwrap();
@@ -559,23 +566,7 @@ async fn metrics_survive_a_restart() {
         .await;
     p.publish_with_env("kept", &[("SAMPLE_ERROR_RATE", "1")])
         .await;
-    let routing = AliasRoutingConfiguration::builder()
-        .additional_version_weights("2", 0.5)
-        .build();
-    p.lambda
-        .create_alias()
-        .function_name("kept")
-        .name("live")
-        .function_version("1")
-        .routing_config(routing)
-        .send()
-        .await
-        .unwrap();
-    let mut calls = [0u32; 3];
-    for _ in 0..30 {
-        let (v, _, _) = invoke(&p.lambda, "kept:live", "{}").await;
-        calls[v.parse::<usize>().unwrap()] += 1;
-    }
+    let calls = split_and_invoke(&p, "kept", 0.5, 30).await;
     let base = [("FunctionName", "kept"), ("Resource", "kept:live")];
     let v1 = [base[0], base[1], ("ExecutedVersion", "1")];
     let v2 = [base[0], base[1], ("ExecutedVersion", "2")];
