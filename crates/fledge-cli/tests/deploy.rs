@@ -55,7 +55,13 @@ impl World {
 
     /// `f` with version 1 (0.1% errors) behind `live`, and version 2 with `v2_env`.
     async fn function(&self, v2_env: &[(&str, &str)]) {
-        create_sample(&self.lambda, "f", &[("SAMPLE_ERROR_RATE", "0.001")]).await;
+        self.function_with(&[("SAMPLE_ERROR_RATE", "0.001")], v2_env)
+            .await;
+    }
+
+    /// `f` with version 1 (`v1_env`) behind `live`, and version 2 with `v2_env`.
+    async fn function_with(&self, v1_env: &[(&str, &str)], v2_env: &[(&str, &str)]) {
+        create_sample(&self.lambda, "f", v1_env).await;
         self.lambda
             .create_alias()
             .function_name("f")
@@ -658,40 +664,17 @@ async fn deploy_notifies_its_sinks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_on_a_business_metric_rolls_back() {
     let w = World::new("business").await;
-    let lambda = &w.lambda;
-    create_sample(
-        lambda,
-        "f",
+    w.function_with(
         &[
             ("SAMPLE_ERROR_RATE", "0"),
             ("SAMPLE_METRICS_NAMESPACE", "Shop"),
         ],
-    )
-    .await;
-    lambda
-        .create_alias()
-        .function_name("f")
-        .name("live")
-        .function_version("1")
-        .send()
-        .await
-        .unwrap();
-    lambda
-        .update_function_configuration()
-        .function_name("f")
-        .environment(env(&[
+        &[
             ("SAMPLE_ERROR_RATE", "0.3"),
             ("SAMPLE_METRICS_NAMESPACE", "Shop"),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    lambda
-        .publish_version()
-        .function_name("f")
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     let alarm = serde_json::json!({
         "AlarmName": "orders-failed-v2",
         "Namespace": "Shop",
