@@ -619,12 +619,11 @@ pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Set
                     ),
                     true,
                 ),
-                JobResult::ResponseTooLarge => (
+                JobResult::ResponseTooLarge(limit) => (
                     error_body(
                         "Function.ResponseSizeTooLarge",
                         &format!(
-                            "Response payload size exceeded maximum allowed payload size ({} bytes).",
-                            crate::sandbox::MAX_RESPONSE
+                            "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
                         ),
                     ),
                     true,

@@ -80,8 +80,8 @@ pub enum JobResult {
     InitError(Bytes),
     /// The invocation ran past the function's timeout; the process was stopped.
     TimedOut,
-    /// The response was larger than Lambda allows.
-    ResponseTooLarge,
+    /// The response was larger than Lambda allows: this many bytes.
+    ResponseTooLarge(usize),
 }
 
 /// A finished invocation with what the REPORT line needs.
@@ -652,7 +652,7 @@ async fn response(
             Ok(data) => {
                 total += data.len();
                 if total > limit {
-                    let _ = current.reply.send(JobResult::ResponseTooLarge);
+                    let _ = current.reply.send(JobResult::ResponseTooLarge(limit));
                     return runtime_error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "RequestEntityTooLarge",

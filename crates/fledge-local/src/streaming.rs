@@ -26,6 +26,8 @@ use crate::wire::{ApiError, uuid};
 /// How many chunks may wait between the function and a slow caller before the function's
 /// writes wait too.
 const IN_FLIGHT_CHUNKS: usize = 16;
+/// The most bytes of queued writes sent as one chunk.
+const COALESCE_UP_TO: usize = 64 * 1024;
 
 pub async fn handle(
     State(platform): State<Arc<Platform>>,
@@ -93,7 +95,21 @@ pub async fn handle(
         let (target, request_id) = (target.clone(), request_id.clone());
         async move {
             let mut next = Some(first);
-            while let Some(chunk) = next {
+            while let Some(mut chunk) = next {
+                // What the function wrote while the caller was being sent the last chunk
+                // goes out together: a chunk as soon as it is written, without an event's
+                // framing around every small write of a fast writer.
+                if let Ok(more) = from_function.try_recv() {
+                    let mut joined = chunk.to_vec();
+                    joined.extend_from_slice(&more);
+                    while joined.len() < COALESCE_UP_TO {
+                        let Ok(more) = from_function.try_recv() else {
+                            break;
+                        };
+                        joined.extend_from_slice(&more);
+                    }
+                    chunk = Bytes::from(joined);
+                }
                 if to_caller.send(Ok(payload_chunk(&chunk))).await.is_err() {
                     // The caller went away; the function still finishes, unheard.
                     drop(from_function);

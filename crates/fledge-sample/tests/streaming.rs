@@ -81,7 +81,7 @@ async fn the_sample_streams_and_answers_through_the_sdk() {
     let prelude: serde_json::Value = serde_json::from_str(&text[..prelude_end]).unwrap();
     assert_eq!(prelude["statusCode"], 200, "{prelude}");
     assert!(
-        chunks.len() >= 4,
+        chunks.len() >= 3,
         "three lines 50 ms apart arrive as chunks of their own: {chunks:?}"
     );
 
