@@ -295,3 +295,40 @@ pub fn aws_with(
         serde_json::from_str(&text).unwrap()
     })
 }
+
+/// Every payload chunk of an InvokeWithResponseStream answer, and its closing event.
+pub async fn read_stream(
+    mut out: aws_sdk_lambda::operation::invoke_with_response_stream::InvokeWithResponseStreamOutput,
+) -> (
+    Vec<Vec<u8>>,
+    aws_sdk_lambda::types::InvokeWithResponseStreamCompleteEvent,
+) {
+    use aws_sdk_lambda::types::InvokeWithResponseStreamResponseEvent as StreamEvent;
+    let mut chunks = Vec::new();
+    loop {
+        match out
+            .event_stream
+            .recv()
+            .await
+            .expect("a well-formed event stream")
+        {
+            Some(StreamEvent::PayloadChunk(chunk)) => {
+                chunks.push(
+                    chunk
+                        .payload()
+                        .map(|p| p.as_ref().to_vec())
+                        .unwrap_or_default(),
+                );
+            }
+            Some(StreamEvent::InvokeComplete(complete)) => {
+                assert!(
+                    out.event_stream.recv().await.unwrap().is_none(),
+                    "nothing follows InvokeComplete"
+                );
+                return (chunks, complete);
+            }
+            Some(other) => panic!("unexpected event {other:?}"),
+            None => panic!("the stream ended without InvokeComplete"),
+        }
+    }
+}
