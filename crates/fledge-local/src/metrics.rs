@@ -147,6 +147,9 @@ pub struct Metrics {
     retention_secs: i64,
     /// Where the seconds are kept (`<data>/metrics`); `None` keeps them in memory only.
     dir: Option<PathBuf>,
+    /// One flush at a time, so that a second's later state is never written before an
+    /// earlier one (the last line for a second is the one read back).
+    flushing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -355,6 +358,7 @@ impl Metrics {
             custom: Mutex::new(HashMap::new()),
             retention_secs,
             dir: None,
+            flushing: Mutex::new(()),
         }
     }
 
@@ -408,6 +412,7 @@ impl Metrics {
             custom: Mutex::new(custom),
             retention_secs,
             dir: Some(dir),
+            flushing: Mutex::new(()),
         })
     }
 
@@ -417,6 +422,7 @@ impl Metrics {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
+        let _one_at_a_time = self.flushing.lock().expect("metrics flush lock");
         let mut lines: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
         {
             let mut series = self.series.lock().expect("metrics lock");
