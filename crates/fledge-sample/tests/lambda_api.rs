@@ -1151,17 +1151,7 @@ async fn unsupported_operations_say_so() {
 async fn tags_belong_to_the_function() {
     let dir = common::temp_dir("tags");
     let p = common::start_in(dir.clone(), |_| {}).await;
-    p.lambda
-        .create_function()
-        .function_name("t")
-        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
-        .handler("bootstrap")
-        .role(common::ROLE)
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(Blob::new(common::sample_zip("t")))
-                .build(),
-        )
+    p.sample_function("t")
         .tags("team", "payments")
         .tags("tier", "1")
         .publish(true)
@@ -1273,17 +1263,7 @@ async fn tags_belong_to_the_function() {
 async fn unavailable_configuration_is_refused() {
     let p = start("unavailable").await;
     let e = p
-        .lambda
-        .create_function()
-        .function_name("layered")
-        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
-        .handler("bootstrap")
-        .role(common::ROLE)
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .zip_file(Blob::new(common::sample_zip("l")))
-                .build(),
-        )
+        .sample_function("layered")
         .layers("arn:aws:lambda:us-east-1:123456789012:layer:deps:3")
         .send()
         .await

@@ -106,27 +106,36 @@ pub fn zip_of(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
 pub const ROLE: &str = "arn:aws:iam::123456789012:role/fledge-tests";
 
 impl TestPlatform {
-    /// Creates `name` from the sample with `env`, publishes it as version 1.
-    pub async fn create_sample(&self, name: &str, env: &[(&str, &str)], timeout: i32) {
-        let vars = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+    /// CreateFunction for `name` from the sample's package (`provided.al2023`), for a test
+    /// to add its options to and send.
+    pub fn sample_function(
+        &self,
+        name: &str,
+    ) -> aws_sdk_lambda::operation::create_function::builders::CreateFunctionFluentBuilder {
         self.lambda
             .create_function()
             .function_name(name)
             .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
             .handler("bootstrap")
             .role(ROLE)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(Blob::new(sample_zip(name)))
+                    .build(),
+            )
+    }
+
+    /// Creates `name` from the sample with `env`, publishes it as version 1.
+    pub async fn create_sample(&self, name: &str, env: &[(&str, &str)], timeout: i32) {
+        let vars = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.sample_function(name)
             .timeout(timeout)
             .environment(
                 aws_sdk_lambda::types::Environment::builder()
                     .set_variables(Some(vars))
-                    .build(),
-            )
-            .code(
-                aws_sdk_lambda::types::FunctionCode::builder()
-                    .zip_file(Blob::new(sample_zip(name)))
                     .build(),
             )
             .publish(true)
