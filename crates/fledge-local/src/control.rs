@@ -71,13 +71,13 @@ pub fn configuration(platform: &Platform, name: &str, v: &FunctionVersion) -> Va
         "CodeSha256": v.code_sha256,
         "Version": v.version.to_string(),
         "Environment": environment_json(&v.environment),
-        "TracingConfig": {"Mode": "PassThrough"},
+        "TracingConfig": {"Mode": v.tracing_mode},
         "RevisionId": v.revision_id,
         "State": "Active",
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
         "Architectures": v.architectures,
-        "EphemeralStorage": {"Size": 512},
+        "EphemeralStorage": {"Size": v.ephemeral_storage},
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{name}")},
     })
@@ -150,7 +150,50 @@ struct CreateFunctionInput {
     package_type: Option<String>,
     tags: Option<BTreeMap<String, String>>,
     #[serde(flatten)]
+    kept: Kept,
+    #[serde(flatten)]
     unavailable: Unavailable,
+}
+
+/// Configuration that nothing here acts on but that is kept per version and shown back,
+/// as Lambda does.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct Kept {
+    ephemeral_storage: Option<SizeInput>,
+    tracing_config: Option<ModeInput>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct SizeInput {
+    size: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ModeInput {
+    mode: Option<String>,
+}
+
+impl Kept {
+    /// `EphemeralStorage.Size` (which must be given with `EphemeralStorage`) and
+    /// `TracingConfig.Mode`.
+    fn read(self) -> Result<(Option<u32>, Option<String>), LambdaError> {
+        let size = self
+            .ephemeral_storage
+            .map(|e| {
+                e.size.ok_or_else(|| {
+                    LambdaError::validation(
+                        "null",
+                        "ephemeralStorage.size",
+                        "Member must not be null",
+                    )
+                })
+            })
+            .transpose()?;
+        Ok((size, self.tracing_config.and_then(|t| t.mode)))
+    }
 }
 
 /// Configuration that needs AWS services fledge local does not have. Given, it is refused
@@ -199,6 +242,7 @@ pub async fn create_function(State(p): State<Arc<Platform>>, bytes: Bytes) -> An
     let input: CreateFunctionInput = body(&bytes)?;
     let name = function_name(&p, &input.function_name, NameKind::Function)?;
     input.unavailable.refuse()?;
+    let (ephemeral_storage, tracing_mode) = input.kept.read()?;
     if name.qualifier.is_some() {
         return Err(LambdaError::invalid_parameter(
             "Creating a function with a qualifier is not supported; give the name alone",
@@ -228,6 +272,8 @@ pub async fn create_function(State(p): State<Arc<Platform>>, bytes: Bytes) -> An
         memory_size: input.memory_size,
         environment: input.environment.and_then(|e| e.variables),
         architectures: input.architectures,
+        ephemeral_storage,
+        tracing_mode,
         zip,
         publish: input.publish,
         tags: input.tags.unwrap_or_default(),
@@ -458,6 +504,8 @@ struct UpdateConfigInput {
     environment: Option<EnvironmentInput>,
     revision_id: Option<String>,
     #[serde(flatten)]
+    kept: Kept,
+    #[serde(flatten)]
     unavailable: Unavailable,
 }
 
@@ -470,6 +518,7 @@ pub async fn update_configuration(
     let input: UpdateConfigInput = body(&bytes)?;
     let r = function_name(&p, &name, NameKind::Function)?;
     input.unavailable.refuse()?;
+    let (ephemeral_storage, tracing_mode) = input.kept.read()?;
     let change = ConfigChange {
         runtime: input.runtime,
         handler: input.handler,
@@ -478,6 +527,8 @@ pub async fn update_configuration(
         timeout: input.timeout,
         memory_size: input.memory_size,
         environment: input.environment.map(|e| e.variables.unwrap_or_default()),
+        ephemeral_storage,
+        tracing_mode,
         revision_id: input.revision_id,
     };
     let v = p.store.update_configuration(&r.name, change)?;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::metrics::{Sample, SeriesKey};
 use crate::routing::{RoutingMode, sticky_key};
-use crate::sandbox::{Finished, Job, JobResult, Sandbox, SandboxSpec, StartError};
+use crate::sandbox::{Finished, Job, JobResult, SCRATCH, Sandbox, SandboxSpec, StartError};
 use crate::scale::{Decision, PoolView, decide, should_reap};
 use crate::server::Platform;
 use crate::store::FunctionVersion;
@@ -539,6 +539,7 @@ fn sandbox_spec(platform: &Platform, target: &Target) -> Result<SandboxSpec, Sta
         runtime: v.runtime.clone(),
         launch,
         metrics: Some(platform.metrics.clone()),
+        scratch: platform.config.data_dir.join(SCRATCH),
     })
 }
 

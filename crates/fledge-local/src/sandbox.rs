@@ -30,6 +30,8 @@ pub const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
 pub const MAX_STREAMED_RESPONSE: usize = 20 * 1024 * 1024;
 /// The longest output line read for embedded metrics (CloudWatch Logs' event limit).
 const MAX_LOG_LINE: usize = 256 * 1024;
+/// The folder of the data directory that holds the processes' own `/tmp`s.
+pub const SCRATCH: &str = "sandboxes";
 /// How long a process may take to start and ask for its first invocation.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +51,9 @@ pub struct SandboxSpec {
     pub launch: Launch,
     /// Where metrics the function writes in the embedded metric format go.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The folder under which each process gets a `/tmp` of its own (its `TMPDIR`),
+    /// removed when the process ends.
+    pub scratch: PathBuf,
 }
 
 /// One invocation for a process.
@@ -172,6 +177,11 @@ impl Sandbox {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // As a Lambda execution environment's /tmp: the process's own, kept from one
+        // invocation to the next, gone with the process.
+        let tmp = spec.scratch.join(id.to_string());
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
         let shared = Arc::new(Shared {
             spec: spec.clone(),
             pending: Mutex::new(None),
@@ -191,7 +201,7 @@ impl Sandbox {
             .current_dir(&spec.code_dir)
             .env_clear()
             .envs(&spec.environment)
-            .envs(runtime_environment(&spec, addr, id))
+            .envs(runtime_environment(&spec, addr, id, &tmp))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -200,6 +210,7 @@ impl Sandbox {
             Ok(child) => child,
             Err(e) => {
                 server.abort();
+                let _ = std::fs::remove_dir_all(&tmp);
                 return Err(e.into());
             }
         };
@@ -226,6 +237,7 @@ impl Sandbox {
             if let Some(c) = watched.current.lock().expect("sandbox lock").take() {
                 let _ = c.reply.send(JobResult::Exited(status));
             }
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(tmp)).await;
         });
         Ok(Arc::new(Sandbox {
             id,
@@ -395,7 +407,12 @@ fn describe_exit(status: &std::process::ExitStatus) -> String {
     format!("exit status {}", status.code().unwrap_or(-1))
 }
 
-fn runtime_environment(spec: &SandboxSpec, addr: SocketAddr, id: u64) -> Vec<(String, String)> {
+fn runtime_environment(
+    spec: &SandboxSpec,
+    addr: SocketAddr,
+    id: u64,
+    tmp: &std::path::Path,
+) -> Vec<(String, String)> {
     let code = spec.code_dir.display().to_string();
     let pairs = [
         ("AWS_LAMBDA_RUNTIME_API", addr.to_string()),
@@ -432,6 +449,12 @@ fn runtime_environment(spec: &SandboxSpec, addr: SocketAddr, id: u64) -> Vec<(St
     ];
     let mut env: Vec<(String, String)> =
         pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    // Programs that ask where temporary files go (mktemp, Python's tempfile, Node's
+    // os.tmpdir(), Rust's env::temp_dir()) find the process's own /tmp, unless the
+    // function sets TMPDIR itself.
+    if !spec.environment.contains_key("TMPDIR") {
+        env.push(("TMPDIR".into(), tmp.display().to_string()));
+    }
     // As Lambda's language runtimes: the package's modules can be found, and the runtime
     // is named.
     match spec.launch {

@@ -104,6 +104,8 @@ impl Platform {
         );
         let alarms = Alarms::open(&config.data_dir, &config.region, &config.account)?;
         let sns = Sns::open(&config.data_dir, &config.region, &config.account)?;
+        // The /tmp folders of processes of an earlier run that did not stop cleanly.
+        remove_scratch(&config.data_dir);
         Ok(Platform {
             sns,
             router: AliasRouter::new(config.seed),
@@ -203,6 +205,17 @@ impl RunningPlatform {
         if let Err(e) = self.platform.metrics.flush() {
             tracing::warn!("fledge local could not keep its last metrics: {e}");
         }
+        remove_scratch(&self.platform.config.data_dir);
+    }
+}
+
+/// Removes every process's `/tmp` under `data_dir`.
+fn remove_scratch(data_dir: &std::path::Path) {
+    let scratch = data_dir.join(crate::sandbox::SCRATCH);
+    if let Err(e) = std::fs::remove_dir_all(&scratch)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("fledge local could not remove {}: {e}", scratch.display());
     }
 }
 

@@ -52,6 +52,14 @@ pub struct FunctionVersion {
     pub memory_size: u32,
     pub environment: BTreeMap<String, String>,
     pub architectures: Vec<String>,
+    /// `EphemeralStorage.Size`: MB of `/tmp` (512–10240). Kept and shown; fledge local
+    /// gives each process its own `/tmp` but does not cap its size.
+    #[serde(default = "default_ephemeral_storage")]
+    pub ephemeral_storage: u32,
+    /// `TracingConfig.Mode`: `PassThrough` or `Active`. There is no X-Ray here; every
+    /// invocation gets a trace id either way.
+    #[serde(default = "default_tracing_mode")]
+    pub tracing_mode: String,
     pub code_sha256: String,
     pub code_size: u64,
     /// Hex SHA-256 of the package: the folder under `code/` it is unpacked in.
@@ -71,9 +79,19 @@ impl FunctionVersion {
             self.timeout,
             self.memory_size,
             &self.environment,
+            self.ephemeral_storage,
+            &self.tracing_mode,
             &self.code_sha256,
         )
     }
+}
+
+fn default_ephemeral_storage() -> u32 {
+    512
+}
+
+fn default_tracing_mode() -> String {
+    "PassThrough".into()
 }
 
 /// An alias as stored.
@@ -161,6 +179,8 @@ pub struct NewFunction {
     pub memory_size: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
     pub architectures: Option<Vec<String>>,
+    pub ephemeral_storage: Option<u32>,
+    pub tracing_mode: Option<String>,
     pub zip: Option<Vec<u8>>,
     pub publish: bool,
     pub tags: BTreeMap<String, String>,
@@ -215,6 +235,8 @@ pub struct ConfigChange {
     pub timeout: Option<u32>,
     pub memory_size: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
+    pub ephemeral_storage: Option<u32>,
+    pub tracing_mode: Option<String>,
     pub revision_id: Option<String>,
 }
 
@@ -388,6 +410,10 @@ impl Store {
         check_role(&role)?;
         let timeout = check_timeout(new.timeout.unwrap_or(3))?;
         let memory_size = check_memory(new.memory_size.unwrap_or(128))?;
+        let ephemeral_storage =
+            check_ephemeral_storage(new.ephemeral_storage.unwrap_or(default_ephemeral_storage()))?;
+        let tracing_mode =
+            check_tracing_mode(new.tracing_mode.unwrap_or_else(default_tracing_mode))?;
         let environment = new.environment.unwrap_or_default();
         check_environment(&environment)?;
         check_tags(&new.tags, &BTreeMap::new())?;
@@ -407,6 +433,8 @@ impl Store {
             memory_size,
             environment,
             architectures: new.architectures.unwrap_or_else(|| vec!["x86_64".into()]),
+            ephemeral_storage,
+            tracing_mode,
             code_sha256,
             code_size,
             code_id,
@@ -521,6 +549,11 @@ impl Store {
         }
         let timeout = change.timeout.map(check_timeout).transpose()?;
         let memory = change.memory_size.map(check_memory).transpose()?;
+        let ephemeral_storage = change
+            .ephemeral_storage
+            .map(check_ephemeral_storage)
+            .transpose()?;
+        let tracing_mode = change.tracing_mode.map(check_tracing_mode).transpose()?;
         if let Some(env) = &change.environment {
             check_environment(env)?;
         }
@@ -556,6 +589,12 @@ impl Store {
             }
             if let Some(v) = change.environment {
                 latest.environment = v;
+            }
+            if let Some(v) = ephemeral_storage {
+                latest.ephemeral_storage = v;
+            }
+            if let Some(v) = tracing_mode {
+                latest.tracing_mode = v;
             }
             latest.last_modified = lambda_timestamp(now_ms());
             latest.revision_id = uuid();
@@ -947,6 +986,33 @@ fn check_timeout(t: u32) -> Result<u32, LambdaError> {
             "Member must have value less than or equal to 900",
         )),
         _ => Ok(t),
+    }
+}
+
+fn check_ephemeral_storage(size: u32) -> Result<u32, LambdaError> {
+    match size {
+        ..512 => Err(LambdaError::validation(
+            &size.to_string(),
+            "ephemeralStorage.size",
+            "Member must have value greater than or equal to 512",
+        )),
+        10241.. => Err(LambdaError::validation(
+            &size.to_string(),
+            "ephemeralStorage.size",
+            "Member must have value less than or equal to 10240",
+        )),
+        _ => Ok(size),
+    }
+}
+
+fn check_tracing_mode(mode: String) -> Result<String, LambdaError> {
+    match mode.as_str() {
+        "Active" | "PassThrough" => Ok(mode),
+        _ => Err(LambdaError::validation(
+            &mode,
+            "tracingConfig.mode",
+            "Member must satisfy enum value set: [Active, PassThrough]",
+        )),
     }
 }
 

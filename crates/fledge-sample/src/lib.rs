@@ -13,7 +13,9 @@
 //! The event can also steer one invocation: `{"fail": true}` fails it, `{"sleep_ms": N}`
 //! makes it take N ms, `{"exit": CODE}` ends the process mid-invocation, and
 //! `{"stream": N}` answers with a response stream of N lines (`{"stream_gap_ms": M}` apart),
-//! as a function invoked through InvokeWithResponseStream does.
+//! as a function invoked through InvokeWithResponseStream does, and `{"scratch": NAME}` adds
+//! a line to the file NAME in the process's temporary folder (`/tmp` on Lambda) and answers
+//! `{"version", "scratch": {"path", "lines"}}` with the lines it now has.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -84,6 +86,26 @@ impl std::fmt::Display for SampleFailure {
 
 impl std::error::Error for SampleFailure {}
 
+/// Adds a line to `name` in the temporary folder and tells how many lines it holds: what
+/// an earlier invocation of the same process left there counts.
+fn scratch(version: &str, name: &str) -> Result<Value, Error> {
+    use std::io::Write;
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(format!("scratch file name {name:?} must be a plain file name").into());
+    }
+    let path = std::env::temp_dir().join(name);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?
+        .write_all(format!("written by version {version}\n").as_bytes())?;
+    let lines = std::fs::read_to_string(&path)?.lines().count();
+    Ok(json!({
+        "version": version,
+        "scratch": {"path": path.display().to_string(), "lines": lines},
+    }))
+}
+
 /// Runs the sample function against the Runtime API named by `AWS_LAMBDA_RUNTIME_API`.
 pub async fn run() -> Result<(), Error> {
     let settings: &'static Settings = Box::leak(Box::new(settings()));
@@ -147,6 +169,9 @@ async fn handle(
             "sample failure in version {}",
             s.version
         ))));
+    }
+    if let Some(name) = payload.get("scratch").and_then(Value::as_str) {
+        return scratch(&s.version, name).map(FunctionResponse::BufferedResponse);
     }
     if let Some(lines) = payload.get("stream").and_then(Value::as_u64) {
         let gap = Duration::from_millis(

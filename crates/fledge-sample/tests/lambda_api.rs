@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_sdk_lambda::error::ProvideErrorMetadata;
@@ -1337,4 +1338,189 @@ async fn list_functions_with_every_version() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("enum value set: [ALL]"), "{body}");
+}
+
+/// Each process has a `/tmp` of its own, as each Lambda execution environment does: what
+/// one invocation writes there the next invocation of the same process finds, another
+/// process does not, and it is gone when the process stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_process_has_its_own_tmp() {
+    let p = start("scratch").await;
+    p.create_sample("f", &[], 10).await;
+    let scratch = async |payload: &str| scratch_of(&p, payload).await;
+
+    let (first, lines) = scratch(r#"{"scratch": "notes"}"#).await;
+    assert_eq!(lines, 1);
+    assert!(
+        first.starts_with(&p.dir),
+        "the process's /tmp is under the data directory, not the machine's: {}",
+        first.display()
+    );
+    let (again, lines) = scratch(r#"{"scratch": "notes"}"#).await;
+    assert_eq!(
+        (again.as_path(), lines),
+        (first.as_path(), 2),
+        "the same warm process"
+    );
+
+    // Two at once: the warm process takes one, a new process the other.
+    let (a, b) = tokio::join!(
+        scratch(r#"{"scratch": "notes", "sleep_ms": 300}"#),
+        scratch(r#"{"scratch": "notes", "sleep_ms": 300}"#)
+    );
+    let mut seen = [a.1, b.1];
+    seen.sort();
+    assert_eq!(seen, [1, 3], "a new process starts with an empty /tmp");
+    assert_ne!(a.0.parent(), b.0.parent());
+    assert!(a.0.exists() && b.0.exists());
+
+    // Idle processes stopped: their /tmp goes with them.
+    let platform = &p.running.as_ref().unwrap().platform;
+    assert_eq!(platform.pools.reap(Duration::ZERO), 2);
+    let gone = async {
+        while a.0.exists() || b.0.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("a stopped process's /tmp is removed");
+
+    // What a process that was never stopped cleanly left behind goes at the next start.
+    let (left, _) = scratch(r#"{"scratch": "notes"}"#).await;
+    let stale = left.parent().unwrap().with_file_name("999999");
+    std::fs::create_dir_all(&stale).unwrap();
+    let dir = p.stop().await;
+    assert!(!left.exists(), "stopping the platform removes every /tmp");
+    std::fs::create_dir_all(&stale).unwrap();
+    let p = common::start_in(dir, |_| {}).await;
+    assert!(!stale.exists(), "a stale /tmp is removed at start");
+    let (_, lines) = scratch_of(&p, r#"{"scratch": "notes"}"#).await;
+    assert_eq!(lines, 1, "nothing from before the restart");
+}
+
+/// Invokes the sample's `scratch` with `payload`: the file's path, and its lines.
+async fn scratch_of(p: &common::TestPlatform, payload: &str) -> (PathBuf, u64) {
+    let (_, error, body) = invoke(&p.lambda, "f:1", payload).await;
+    assert_eq!(error, None, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let path = PathBuf::from(v["scratch"]["path"].as_str().unwrap());
+    (path, v["scratch"]["lines"].as_u64().unwrap())
+}
+
+/// EphemeralStorage and TracingConfig are validated, kept per version and shown back.
+#[tokio::test]
+async fn ephemeral_storage_and_tracing_are_kept() {
+    use aws_sdk_lambda::types::{EphemeralStorage, TracingConfig, TracingMode};
+    let p = start("kept-config").await;
+    let storage = |size| EphemeralStorage::builder().size(size).build().unwrap();
+    let e = p
+        .sample_function("small")
+        .ephemeral_storage(storage(256))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ValidationException"));
+    assert_eq!(
+        e.message(),
+        Some(
+            "1 validation error detected: Value '256' at 'ephemeralStorage.size' failed to satisfy constraint: Member must have value greater than or equal to 512"
+        )
+    );
+
+    let created = p
+        .sample_function("f")
+        .ephemeral_storage(storage(1024))
+        .tracing_config(TracingConfig::builder().mode(TracingMode::Active).build())
+        .publish(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.ephemeral_storage().unwrap().size(), 1024);
+    assert_eq!(
+        created.tracing_config().unwrap().mode(),
+        Some(&TracingMode::Active)
+    );
+
+    let e = p
+        .lambda
+        .update_function_configuration()
+        .function_name("f")
+        .ephemeral_storage(storage(10241))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .contains("Member must have value less than or equal to 10240"),
+        "{e:?}"
+    );
+    let e = p
+        .lambda
+        .update_function_configuration()
+        .function_name("f")
+        .tracing_config(
+            TracingConfig::builder()
+                .mode(TracingMode::from("Sometimes"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some(
+            "1 validation error detected: Value 'Sometimes' at 'tracingConfig.mode' failed to satisfy constraint: Member must satisfy enum value set: [Active, PassThrough]"
+        )
+    );
+
+    p.lambda
+        .update_function_configuration()
+        .function_name("f")
+        .ephemeral_storage(storage(2048))
+        .send()
+        .await
+        .unwrap();
+    let published = p
+        .lambda
+        .publish_version()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        published.version(),
+        Some("2"),
+        "a new size is a change to publish"
+    );
+    let size = async |qualifier: &str| {
+        p.lambda
+            .get_function_configuration()
+            .function_name("f")
+            .qualifier(qualifier)
+            .send()
+            .await
+            .unwrap()
+            .ephemeral_storage()
+            .unwrap()
+            .size()
+    };
+    assert_eq!((size("1").await, size("2").await), (1024, 2048));
+    let dir = p.stop().await;
+    let p = common::start_in(dir, |_| {}).await;
+    let config = p
+        .lambda
+        .get_function_configuration()
+        .function_name("f")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.ephemeral_storage().unwrap().size(), 1024);
+    assert_eq!(
+        config.tracing_config().unwrap().mode(),
+        Some(&TracingMode::Active),
+        "kept across a restart"
+    );
 }
