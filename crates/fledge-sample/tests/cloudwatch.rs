@@ -323,7 +323,7 @@ async fn older_clients_get_the_same_answers_over_the_query_protocol() {
     let Some(cli) = common::aws_cli_or_skip() else {
         return;
     };
-    let models = common::temp_dir("cw-query-models");
+    let models = common::Scratch::new("cw-query-models");
     if let Err(why) = query_protocol_models(&models) {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -552,7 +552,6 @@ async fn older_clients_get_the_same_answers_over_the_query_protocol() {
         e.contains("(InvalidAction)") && e.contains("DescribeAlarmHistory"),
         "{e}"
     );
-    let _ = std::fs::remove_dir_all(models);
 }
 
 /// CloudWatch's numbers outlive a restart of fledge local, as CloudWatch's outlive anything:

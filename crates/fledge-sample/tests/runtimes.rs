@@ -86,7 +86,8 @@ const SHELL_FUNCTION: &str = r#"function handler () {
 /// Whether this machine can run `runtime` functions; in CI it must (`.ci/run` installs
 /// awslambdaric and Node.js).
 fn runs_here(runtime: &str) -> bool {
-    match Runtimes::new(None, None, temp_dir("probe")).launch(runtime) {
+    let scratch = common::Scratch::new("probe");
+    match Runtimes::new(None, None, scratch.to_path_buf()).launch(runtime) {
         Ok(_) => true,
         Err(why) => {
             assert!(

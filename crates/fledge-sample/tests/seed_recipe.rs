@@ -11,7 +11,7 @@ async fn the_articles_recipe_runs_verbatim_with_the_aws_cli() {
         return;
     };
     let p = start("recipe").await;
-    let work = common::temp_dir("recipe-files");
+    let work = common::Scratch::new("recipe-files");
     std::fs::write(work.join("function.zip"), common::sample_zip("v1")).unwrap();
     let e = p.endpoint.clone();
 
@@ -194,5 +194,4 @@ async fn the_articles_recipe_runs_verbatim_with_the_aws_cli() {
     );
     assert_eq!(promoted["FunctionVersion"], "2");
     assert!(promoted.get("RoutingConfig").is_none(), "{promoted}");
-    let _ = std::fs::remove_dir_all(work);
 }

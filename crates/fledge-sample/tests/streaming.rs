@@ -113,7 +113,8 @@ async fn chunks_arrive_while_the_function_runs() {
         .send()
         .await
         .unwrap();
-    let gate = common::temp_dir("stream-gate").join("go");
+    let gates = common::Scratch::new("stream-gate");
+    let gate = gates.join("go");
     let stream_echo = async |payload: String| {
         p.lambda
             .invoke_with_response_stream()

@@ -28,6 +28,28 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A folder of a test's own, removed when dropped (also when the test fails).
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        Scratch(temp_dir(tag))
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub async fn start(tag: &str) -> TestPlatform {
     start_in(temp_dir(tag), |_| {}).await
 }
