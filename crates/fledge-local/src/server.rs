@@ -298,7 +298,7 @@ fn router(platform: Arc<Platform>) -> Router {
                 .post(control::tag_resource)
                 .delete(control::untag_resource),
         )
-        .route("/", post(root))
+        .route("/", post(root).get(root_get))
         .route("/_fledge/sns/messages", get(sns_messages))
         .route(
             "/_fledge/health",
@@ -350,7 +350,38 @@ async fn root(
     if cloudwatch::is_query_request(&form) {
         cloudwatch::query(&p, form).await
     } else {
-        p.sns.handle(&form)
+        sns(&p, &form)
+    }
+}
+
+/// An SNS request; what it sends to subscribers goes out after it is answered.
+fn sns(p: &Arc<Platform>, form: &[(String, String)]) -> Response {
+    let (response, outgoing) = p.sns.handle(form, p.endpoint());
+    for out in outgoing {
+        tokio::spawn(crate::sns::deliver(p.clone(), out));
+    }
+    response
+}
+
+/// A GET of `/` with SNS's query string: the `SubscribeURL` an HTTP subscriber visits to
+/// confirm, and the `UnsubscribeURL` in each notification.
+async fn root_get(
+    State(p): State<Arc<Platform>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let form: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
+    let action = form
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.as_str());
+    match action {
+        Some("ConfirmSubscription" | "Unsubscribe") => sns(&p, &form),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "fledge local: a GET of / answers SNS's ConfirmSubscription and Unsubscribe links only",
+        )
+            .into_response(),
     }
 }
 

@@ -1,23 +1,43 @@
-//! A small SNS: topics and Publish over the AWS query protocol (what the SDKs and the AWS CLI
-//! speak to SNS: a form-encoded POST to `/`, answered in XML), so that `fledge serve`'s SNS
-//! notifications can be rehearsed here. Topics persist in `sns.json`; published messages
-//! are kept in memory (the last 1,000 per topic) and listed at `GET /_fledge/sns/messages`
-//! — nothing is delivered onward, as no subscriptions exist here.
+//! A small SNS over the AWS query protocol (what the SDKs and the AWS CLI speak to SNS: a
+//! form-encoded POST to `/`, answered in XML): topics, Publish, and subscriptions that
+//! deliver, so that fledge's SNS notifications, and functions that SNS triggers, can be
+//! rehearsed here.
+//!
+//! - A `lambda` subscription invokes its function (a qualified ARN names a version or an
+//!   alias, routed by weight) asynchronously with SNS's event, as SNS does.
+//! - An `http`/`https` subscription is sent SNS's `SubscriptionConfirmation` first, and gets
+//!   notifications once it is confirmed (ConfirmSubscription, or a GET of its
+//!   `SubscribeURL`). A notification is a POST of SNS's JSON with its `x-amz-sns-*`
+//!   headers; a failed one is retried 3 times, 20 s apart (SNS's default HTTP policy).
+//! - Messages are not signed: `Signature` holds no signature.
+//!
+//! Topics and subscriptions persist in `sns.json`; published messages are kept in memory
+//! (the last 1,000 per topic), with how each delivery went, and listed at
+//! `GET /_fledge/sns/messages`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{now_ms, uuid, xml_escape as escape};
+use crate::server::Platform;
+use crate::wire::{iso8601, now_ms, uuid, xml_escape as escape};
 
 const NAMESPACE: &str = "http://sns.amazonaws.com/doc/2010-03-31/";
 const KEPT: usize = 1000;
+/// SNS's default HTTP delivery policy: 3 retries, 20 s apart.
+const HTTP_RETRIES: u32 = 3;
+const HTTP_RETRY_DELAY: Duration = Duration::from_secs(20);
+/// What SNS lists for a subscription not yet confirmed.
+const PENDING: &str = "PendingConfirmation";
+/// ListSubscriptions' page size.
+const PAGE: usize = 100;
 
-/// A message as published.
+/// A message as published, and how its deliveries went.
 #[derive(Clone, Debug, Serialize)]
 pub struct Published {
     pub message_id: String,
@@ -25,12 +45,74 @@ pub struct Published {
     pub subject: Option<String>,
     pub message: String,
     pub at: i64,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// One subscription's delivery of a message.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub subscription_arn: String,
+    pub protocol: String,
+    pub endpoint: String,
+    /// `sending`, `retrying`, `delivered` (an HTTP endpoint answered 2xx; a function's event
+    /// was accepted) or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    /// What went wrong on the last attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A subscription as kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Subscription {
+    pub arn: String,
+    pub topic_arn: String,
+    /// `lambda`, `http` or `https`.
+    pub protocol: String,
+    pub endpoint: String,
+    /// Set until an HTTP endpoint confirms: the token it must give back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl Subscription {
+    fn listed_arn(&self) -> &str {
+        if self.token.is_some() {
+            PENDING
+        } else {
+            &self.arn
+        }
+    }
+}
+
+/// Something to send to a subscriber after the request that caused it is answered.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub subscription: Subscription,
+    pub message_id: String,
+    pub kind: OutgoingKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum OutgoingKind {
+    /// An HTTP endpoint's `SubscriptionConfirmation`, with the URL that confirms it.
+    Confirmation { subscribe_url: String },
+    /// A published message.
+    Notification {
+        subject: Option<String>,
+        message: String,
+        at_ms: u64,
+    },
 }
 
 #[derive(Default, Serialize, Deserialize)]
 struct Topics {
     /// name → ARN
     topics: BTreeMap<String, String>,
+    /// ARN → subscription
+    #[serde(default)]
+    subscriptions: BTreeMap<String, Subscription>,
 }
 
 pub struct Sns {
@@ -76,6 +158,20 @@ fn invalid(message: impl Into<String>) -> SnsError {
     }
 }
 
+fn not_found(message: &str) -> SnsError {
+    SnsError {
+        status: StatusCode::NOT_FOUND,
+        code: "NotFound",
+        message: message.into(),
+    }
+}
+
+fn form_encode(value: &str) -> String {
+    serde_urlencoded::to_string([("", value)])
+        .map(|s| s[1..].to_owned())
+        .unwrap_or_default()
+}
+
 impl Sns {
     pub fn open(dir: &Path, region: &str, account: &str) -> std::io::Result<Sns> {
         let path = dir.join("sns.json");
@@ -109,10 +205,13 @@ impl Sns {
             })
     }
 
-    /// Answers one query-protocol request (the decoded form of a POST to `/`).
-    pub fn handle(&self, form: &[(String, String)]) -> Response {
+    /// Answers one query-protocol request (the decoded form of a POST to `/`), and says
+    /// what to send to subscribers because of it. `endpoint` is fledge local's own URL,
+    /// for the links in what is sent.
+    pub fn handle(&self, form: &[(String, String)], endpoint: &str) -> (Response, Vec<Outgoing>) {
         let get = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         let action = get("Action").unwrap_or_default();
+        let mut outgoing = Vec::new();
         let result = match action {
             "CreateTopic" => self.create_topic(get("Name")),
             "DeleteTopic" => self.delete_topic(get("TopicArn")),
@@ -121,19 +220,236 @@ impl Sns {
                 get("TopicArn").or(get("TargetArn")),
                 get("Subject"),
                 get("Message"),
+                &mut outgoing,
             ),
+            "Subscribe" => self.subscribe(
+                get("TopicArn"),
+                get("Protocol"),
+                get("Endpoint"),
+                get("ReturnSubscriptionArn") == Some("true"),
+                endpoint,
+                &mut outgoing,
+            ),
+            "ConfirmSubscription" => self.confirm(get("TopicArn"), get("Token")),
+            "Unsubscribe" => self.unsubscribe(get("SubscriptionArn")),
+            "ListSubscriptions" => self.list_subscriptions(None, get("NextToken")),
+            "ListSubscriptionsByTopic" => match get("TopicArn") {
+                Some(topic) => self.list_subscriptions(Some(topic), get("NextToken")),
+                None => Err(invalid("Invalid parameter: TopicArn")),
+            },
             other => Err(SnsError {
                 status: StatusCode::BAD_REQUEST,
                 code: "InvalidAction",
                 message: format!(
-                    "The action {other} is not valid for this web service. fledge local's SNS answers CreateTopic, DeleteTopic, ListTopics and Publish."
+                    "The action {other} is not valid for this web service. fledge local's SNS answers CreateTopic, DeleteTopic, ListTopics, Publish, Subscribe, ConfirmSubscription, Unsubscribe, ListSubscriptions and ListSubscriptionsByTopic."
                 ),
             }),
         };
         match result {
-            Ok(inner) => answer(action, &inner),
-            Err(e) => e.into_response(),
+            Ok(inner) => (answer(action, &inner), outgoing),
+            Err(e) => (e.into_response(), Vec::new()),
         }
+    }
+
+    fn topic_exists(&self, arn: &str) -> bool {
+        self.topics
+            .lock()
+            .expect("topics lock")
+            .topics
+            .values()
+            .any(|a| a == arn)
+    }
+
+    fn subscribe(
+        &self,
+        topic: Option<&str>,
+        protocol: Option<&str>,
+        endpoint: Option<&str>,
+        return_arn: bool,
+        own_endpoint: &str,
+        outgoing: &mut Vec<Outgoing>,
+    ) -> Result<String, SnsError> {
+        let topic = topic.ok_or_else(|| invalid("Invalid parameter: TopicArn"))?;
+        let protocol = protocol.ok_or_else(|| invalid("Invalid parameter: Protocol"))?;
+        let endpoint = endpoint.unwrap_or_default();
+        match protocol {
+            "lambda" => {
+                let valid = endpoint.starts_with("arn:aws:lambda:")
+                    && endpoint.split(':').nth(5) == Some("function")
+                    && endpoint.split(':').count() <= 8;
+                if !valid {
+                    return Err(invalid(
+                        "Invalid parameter: Lambda endpoint ARN: give a function ARN, arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]",
+                    ));
+                }
+            }
+            "http" | "https" => {
+                if !endpoint.starts_with(&format!("{protocol}://")) {
+                    return Err(invalid(format!(
+                        "Invalid parameter: Endpoint must match the specified protocol: an {protocol} subscription's endpoint starts with {protocol}://"
+                    )));
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "Invalid parameter: Protocol: fledge local delivers to lambda, http and https subscriptions, not {other}"
+                )));
+            }
+        }
+        if !self.topic_exists(topic) {
+            return Err(not_found("Topic does not exist"));
+        }
+        let mut topics = self.topics.lock().expect("topics lock");
+        let same = topics
+            .subscriptions
+            .values()
+            .find(|s| s.topic_arn == topic && s.protocol == protocol && s.endpoint == endpoint);
+        let subscription = match same {
+            // Subscribing again is no change, as on SNS; a pending one is asked again.
+            Some(s) => s.clone(),
+            None => {
+                let s = Subscription {
+                    arn: format!("{topic}:{}", uuid()),
+                    topic_arn: topic.to_owned(),
+                    protocol: protocol.to_owned(),
+                    endpoint: endpoint.to_owned(),
+                    token: (protocol != "lambda").then(|| uuid().replace('-', "")),
+                };
+                topics.subscriptions.insert(s.arn.clone(), s.clone());
+                self.save(&topics)?;
+                s
+            }
+        };
+        drop(topics);
+        if let Some(token) = &subscription.token {
+            let subscribe_url = format!(
+                "{own_endpoint}/?Action=ConfirmSubscription&TopicArn={}&Token={token}",
+                form_encode(topic)
+            );
+            outgoing.push(Outgoing {
+                subscription: subscription.clone(),
+                message_id: uuid(),
+                kind: OutgoingKind::Confirmation { subscribe_url },
+            });
+        }
+        let shown = if return_arn {
+            subscription.arn.as_str()
+        } else if subscription.token.is_some() {
+            "pending confirmation"
+        } else {
+            subscription.arn.as_str()
+        };
+        Ok(format!(
+            "<SubscriptionArn>{}</SubscriptionArn>",
+            escape(shown)
+        ))
+    }
+
+    fn confirm(&self, topic: Option<&str>, token: Option<&str>) -> Result<String, SnsError> {
+        let topic = topic.ok_or_else(|| invalid("Invalid parameter: TopicArn"))?;
+        let token = token.ok_or_else(|| invalid("Invalid parameter: Token"))?;
+        if !self.topic_exists(topic) {
+            return Err(not_found("Topic does not exist"));
+        }
+        let mut topics = self.topics.lock().expect("topics lock");
+        let Some(s) = topics
+            .subscriptions
+            .values_mut()
+            .find(|s| s.topic_arn == topic && s.token.as_deref() == Some(token))
+        else {
+            return Err(invalid("Invalid token"));
+        };
+        s.token = None;
+        let arn = s.arn.clone();
+        self.save(&topics)?;
+        Ok(format!(
+            "<SubscriptionArn>{}</SubscriptionArn>",
+            escape(&arn)
+        ))
+    }
+
+    fn unsubscribe(&self, arn: Option<&str>) -> Result<String, SnsError> {
+        let arn = arn.ok_or_else(|| invalid("Invalid parameter: SubscriptionArn"))?;
+        let mut topics = self.topics.lock().expect("topics lock");
+        if topics.subscriptions.remove(arn).is_none() {
+            return Err(not_found("Subscription does not exist"));
+        }
+        self.save(&topics)?;
+        Ok(String::new())
+    }
+
+    fn list_subscriptions(
+        &self,
+        topic: Option<&str>,
+        next: Option<&str>,
+    ) -> Result<String, SnsError> {
+        if let Some(topic) = topic
+            && !self.topic_exists(topic)
+        {
+            return Err(not_found("Topic does not exist"));
+        }
+        let start: usize = match next {
+            None | Some("") => 0,
+            Some(n) => n
+                .parse()
+                .map_err(|_| invalid("Invalid parameter: NextToken"))?,
+        };
+        let topics = self.topics.lock().expect("topics lock");
+        let all: Vec<&Subscription> = topics
+            .subscriptions
+            .values()
+            .filter(|s| topic.is_none_or(|t| s.topic_arn == t))
+            .collect();
+        let members: String = all
+            .iter()
+            .skip(start)
+            .take(PAGE)
+            .map(|s| {
+                format!(
+                    "<member><TopicArn>{}</TopicArn><Protocol>{}</Protocol><SubscriptionArn>{}</SubscriptionArn><Owner>{}</Owner><Endpoint>{}</Endpoint></member>",
+                    escape(&s.topic_arn),
+                    escape(&s.protocol),
+                    escape(s.listed_arn()),
+                    escape(&self.account),
+                    escape(&s.endpoint)
+                )
+            })
+            .collect();
+        let next = if start + PAGE < all.len() {
+            format!("<NextToken>{}</NextToken>", start + PAGE)
+        } else {
+            String::new()
+        };
+        Ok(format!("<Subscriptions>{members}</Subscriptions>{next}"))
+    }
+
+    /// Notes how a message's delivery to one subscription went.
+    fn record(&self, topic: &str, message_id: &str, delivery: Delivery) {
+        let mut messages = self.messages.lock().expect("messages lock");
+        let Some(m) = messages
+            .get_mut(topic)
+            .and_then(|kept| kept.iter_mut().rev().find(|m| m.message_id == message_id))
+        else {
+            return;
+        };
+        match m
+            .deliveries
+            .iter_mut()
+            .find(|d| d.subscription_arn == delivery.subscription_arn)
+        {
+            Some(d) => *d = delivery,
+            None => m.deliveries.push(delivery),
+        }
+    }
+
+    /// Whether a subscription still exists and is confirmed (a retry stops otherwise).
+    fn is_active(&self, arn: &str) -> bool {
+        self.topics
+            .lock()
+            .expect("topics lock")
+            .subscriptions
+            .get(arn)
+            .is_some_and(|s| s.token.is_none())
     }
 
     fn create_topic(&self, name: Option<&str>) -> Result<String, SnsError> {
@@ -161,6 +477,7 @@ impl Sns {
         let arn = arn.ok_or_else(|| invalid("Invalid parameter: TopicArn"))?;
         let mut topics = self.topics.lock().expect("topics lock");
         topics.topics.retain(|_, a| a != arn);
+        topics.subscriptions.retain(|_, s| s.topic_arn != arn);
         self.save(&topics)?;
         self.messages.lock().expect("messages lock").remove(arn);
         Ok(String::new())
@@ -181,6 +498,7 @@ impl Sns {
         arn: Option<&str>,
         subject: Option<&str>,
         message: Option<&str>,
+        outgoing: &mut Vec<Outgoing>,
     ) -> Result<String, SnsError> {
         let arn = arn.ok_or_else(|| {
             invalid(
@@ -202,21 +520,40 @@ impl Sns {
                 "Subject must be ASCII text that begins with a letter, number, or punctuation mark; must not include line breaks or control characters; and must be less than 100 characters long.",
             ));
         }
-        let known = self
+        if !self.topic_exists(arn) {
+            return Err(not_found("Topic does not exist"));
+        }
+        let message_id = uuid();
+        let at_ms = now_ms();
+        let subscribers: Vec<Subscription> = self
             .topics
             .lock()
             .expect("topics lock")
-            .topics
+            .subscriptions
             .values()
-            .any(|a| a == arn);
-        if !known {
-            return Err(SnsError {
-                status: StatusCode::NOT_FOUND,
-                code: "NotFound",
-                message: "Topic does not exist".into(),
-            });
-        }
-        let message_id = uuid();
+            .filter(|s| s.topic_arn == arn && s.token.is_none())
+            .cloned()
+            .collect();
+        let deliveries = subscribers
+            .iter()
+            .map(|s| Delivery {
+                subscription_arn: s.arn.clone(),
+                protocol: s.protocol.clone(),
+                endpoint: s.endpoint.clone(),
+                status: "sending".into(),
+                attempts: 0,
+                error: None,
+            })
+            .collect();
+        outgoing.extend(subscribers.into_iter().map(|subscription| Outgoing {
+            subscription,
+            message_id: message_id.clone(),
+            kind: OutgoingKind::Notification {
+                subject: subject.map(str::to_owned),
+                message: message.to_owned(),
+                at_ms,
+            },
+        }));
         let mut messages = self.messages.lock().expect("messages lock");
         let kept = messages.entry(arn.to_owned()).or_default();
         kept.push_back(Published {
@@ -224,7 +561,8 @@ impl Sns {
             topic_arn: arn.to_owned(),
             subject: subject.map(str::to_owned),
             message: message.to_owned(),
-            at: now_ms() as i64,
+            at: at_ms as i64,
+            deliveries,
         });
         while kept.len() > KEPT {
             kept.pop_front();
@@ -243,4 +581,202 @@ impl Sns {
             .flat_map(|(_, m)| m.iter().cloned())
             .collect()
     }
+}
+
+/// Sends what a request to SNS caused: a function's event, or a POST to an HTTP endpoint
+/// (retried as SNS's default HTTP policy retries).
+pub async fn deliver(platform: Arc<Platform>, out: Outgoing) {
+    let s = &out.subscription;
+    let mut delivery = Delivery {
+        subscription_arn: s.arn.clone(),
+        protocol: s.protocol.clone(),
+        endpoint: s.endpoint.clone(),
+        status: "sending".into(),
+        attempts: 0,
+        error: None,
+    };
+    let result = if s.protocol == "lambda" {
+        delivery.attempts = 1;
+        invoke_function(&platform, &out).map_err(|e| e.message)
+    } else {
+        post_until_delivered(&platform, &out, &mut delivery).await
+    };
+    if let OutgoingKind::Notification { .. } = out.kind {
+        match result {
+            Ok(()) => {
+                delivery.status = "delivered".into();
+                delivery.error = None;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "fledge local's SNS could not deliver message {} to {} ({}): {e}",
+                    out.message_id,
+                    s.endpoint,
+                    s.arn
+                );
+                delivery.status = "failed".into();
+                delivery.error = Some(e);
+            }
+        }
+        platform.sns.record(&s.topic_arn, &out.message_id, delivery);
+    } else if let Err(e) = result {
+        tracing::warn!(
+            "fledge local's SNS could not ask {} to confirm its subscription to {}: {e}",
+            s.endpoint,
+            s.topic_arn
+        );
+    }
+}
+
+/// SNS's event for a function, one record.
+fn lambda_event(platform: &Platform, out: &Outgoing) -> serde_json::Value {
+    let OutgoingKind::Notification {
+        subject,
+        message,
+        at_ms,
+    } = &out.kind
+    else {
+        return serde_json::Value::Null;
+    };
+    let s = &out.subscription;
+    serde_json::json!({"Records": [{
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": s.arn,
+        "Sns": {
+            "Type": "Notification",
+            "MessageId": out.message_id,
+            "TopicArn": s.topic_arn,
+            "Subject": subject,
+            "Message": message,
+            "Timestamp": iso8601(*at_ms),
+            "SignatureVersion": "1",
+            "Signature": UNSIGNED,
+            "SigningCertUrl": "",
+            "UnsubscribeUrl": unsubscribe_url(platform, s),
+            "MessageAttributes": {},
+        },
+    }]})
+}
+
+/// What stands in the `Signature` of every message: fledge local signs nothing.
+const UNSIGNED: &str = "fledge-local-unsigned";
+
+fn unsubscribe_url(platform: &Platform, s: &Subscription) -> String {
+    format!(
+        "{}/?Action=Unsubscribe&SubscriptionArn={}",
+        platform.endpoint(),
+        form_encode(&s.arn)
+    )
+}
+
+/// Queues the function's asynchronous invocation, as SNS invokes a subscribed function.
+fn invoke_function(
+    platform: &Arc<Platform>,
+    out: &Outgoing,
+) -> Result<(), fledge_core::lambda::LambdaError> {
+    use fledge_core::lambda::{FunctionRef, NameKind};
+    let payload = axum::body::Bytes::from(lambda_event(platform, out).to_string());
+    let reference = FunctionRef::parse(&out.subscription.endpoint, NameKind::Namespaced)?;
+    reference.check_region(&platform.store.region)?;
+    let headers = axum::http::HeaderMap::new();
+    let target = crate::invoke::resolve(
+        platform,
+        &reference,
+        crate::invoke::sticky_of(&headers, &payload),
+    )?;
+    crate::events::accept(platform, reference, payload, &headers, target)
+}
+
+/// The body and headers of a POST to an HTTP subscriber.
+fn http_message(platform: &Platform, out: &Outgoing) -> (serde_json::Value, &'static str) {
+    let s = &out.subscription;
+    match &out.kind {
+        OutgoingKind::Confirmation { subscribe_url } => (
+            serde_json::json!({
+                "Type": "SubscriptionConfirmation",
+                "MessageId": out.message_id,
+                "Token": s.token,
+                "TopicArn": s.topic_arn,
+                "Message": format!("You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.", s.topic_arn),
+                "SubscribeURL": subscribe_url,
+                "Timestamp": iso8601(now_ms()),
+                "SignatureVersion": "1",
+                "Signature": UNSIGNED,
+                "SigningCertURL": "",
+            }),
+            "SubscriptionConfirmation",
+        ),
+        OutgoingKind::Notification {
+            subject,
+            message,
+            at_ms,
+        } => {
+            let mut body = serde_json::json!({
+                "Type": "Notification",
+                "MessageId": out.message_id,
+                "TopicArn": s.topic_arn,
+                "Message": message,
+                "Timestamp": iso8601(*at_ms),
+                "SignatureVersion": "1",
+                "Signature": UNSIGNED,
+                "SigningCertURL": "",
+                "UnsubscribeURL": unsubscribe_url(platform, s),
+            });
+            if let Some(subject) = subject {
+                body["Subject"] = serde_json::json!(subject);
+            }
+            (body, "Notification")
+        }
+    }
+}
+
+async fn post_until_delivered(
+    platform: &Arc<Platform>,
+    out: &Outgoing,
+    delivery: &mut Delivery,
+) -> Result<(), String> {
+    let s = &out.subscription;
+    let (body, kind) = http_message(platform, out);
+    let notification = kind == "Notification";
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut last = String::new();
+    for attempt in 0..=HTTP_RETRIES {
+        if attempt > 0 {
+            delivery.status = "retrying".into();
+            delivery.error = Some(last.clone());
+            platform
+                .sns
+                .record(&s.topic_arn, &out.message_id, delivery.clone());
+            tokio::time::sleep(HTTP_RETRY_DELAY).await;
+            if notification && !platform.sns.is_active(&s.arn) {
+                return Err(format!("{last}; unsubscribed before the next retry"));
+            }
+        }
+        delivery.attempts = attempt + 1;
+        let mut request = client
+            .post(&s.endpoint)
+            .header("content-type", "text/plain; charset=UTF-8")
+            .header("user-agent", "Amazon Simple Notification Service Agent")
+            .header("x-amz-sns-message-type", kind)
+            .header("x-amz-sns-message-id", &out.message_id)
+            .header("x-amz-sns-topic-arn", &s.topic_arn)
+            .body(body.to_string());
+        if notification {
+            request = request.header("x-amz-sns-subscription-arn", &s.arn);
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("the endpoint answered {}", r.status()),
+            Err(e) => last = format!("could not reach the endpoint: {e}"),
+        }
+        if !notification {
+            // SNS asks for a confirmation once; Subscribe again to be asked again.
+            break;
+        }
+    }
+    Err(last)
 }

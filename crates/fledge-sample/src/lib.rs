@@ -16,6 +16,9 @@
 //! as a function invoked through InvokeWithResponseStream does, and `{"scratch": NAME}` adds
 //! a line to the file NAME in the process's temporary folder (`/tmp` on Lambda) and answers
 //! `{"version", "scratch": {"path", "lines"}}` with the lines it now has.
+//!
+//! Invoked by an SNS subscription, it takes the message (`Records[0].Sns.Message`), when
+//! that is a JSON object, as its event: a message can steer it as an event can.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -86,6 +89,16 @@ impl std::fmt::Display for SampleFailure {
 
 impl std::error::Error for SampleFailure {}
 
+/// The message of an SNS event, when it is a JSON object; any other event as it is.
+fn from_sns(event: Value) -> Value {
+    event
+        .pointer("/Records/0/Sns/Message")
+        .and_then(Value::as_str)
+        .and_then(|m| serde_json::from_str::<Value>(m).ok())
+        .filter(Value::is_object)
+        .unwrap_or(event)
+}
+
 /// Adds a line to `name` in the temporary folder and tells how many lines it holds: what
 /// an earlier invocation of the same process left there counts.
 fn scratch(version: &str, name: &str) -> Result<Value, Error> {
@@ -119,7 +132,7 @@ async fn handle(
     s: &Settings,
     event: LambdaEvent<Value>,
 ) -> Result<FunctionResponse<Value, Body>, Error> {
-    let payload = event.payload;
+    let payload = from_sns(event.payload);
     if let Some(code) = payload.get("exit").and_then(Value::as_i64) {
         std::process::exit(code as i32);
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_lambda::error::ProvideErrorMetadata;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::AliasRoutingConfiguration;
-use common::{invoke, start};
+use common::{invocations_and_errors, invoke, metric_total, start};
 
 fn weights(pairs: &[(&str, f64)]) -> AliasRoutingConfiguration {
     AliasRoutingConfiguration::builder()
@@ -623,54 +623,6 @@ async fn event_and_dry_run() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some("RequestTooLargeException"));
-}
-
-/// The `statistic` of `metric` for function `name` over the last 10 minutes, from the
-/// CloudWatch API.
-async fn metric_total(
-    p: &common::TestPlatform,
-    name: &str,
-    metric: &str,
-    statistic: aws_sdk_cloudwatch::types::Statistic,
-) -> f64 {
-    use aws_sdk_cloudwatch::primitives::DateTime;
-    use aws_sdk_cloudwatch::types::Dimension;
-    let now = std::time::SystemTime::now();
-    let stats = p
-        .cloudwatch
-        .get_metric_statistics()
-        .namespace("AWS/Lambda")
-        .metric_name(metric)
-        .dimensions(
-            Dimension::builder()
-                .name("FunctionName")
-                .value(name)
-                .build(),
-        )
-        .start_time(DateTime::from(now - Duration::from_secs(600)))
-        .end_time(DateTime::from(now + Duration::from_secs(60)))
-        .period(60)
-        .statistics(statistic.clone())
-        .send()
-        .await
-        .unwrap();
-    stats
-        .datapoints()
-        .iter()
-        .filter_map(|d| match statistic {
-            aws_sdk_cloudwatch::types::Statistic::SampleCount => d.sample_count(),
-            _ => d.sum(),
-        })
-        .sum()
-}
-
-/// `(Invocations, Errors)` of function `name` so far.
-async fn invocations_and_errors(p: &common::TestPlatform, name: &str) -> (f64, f64) {
-    use aws_sdk_cloudwatch::types::Statistic::Sum;
-    (
-        metric_total(p, name, "Invocations", Sum).await,
-        metric_total(p, name, "Errors", Sum).await,
-    )
 }
 
 /// Asynchronous events are not lost: ones throttled by the function's concurrency wait

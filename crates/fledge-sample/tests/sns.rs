@@ -94,3 +94,275 @@ async fn topics_take_published_messages_and_keep_them_across_restarts() {
     sns.delete_topic().topic_arn(&arn).send().await.unwrap();
     assert!(sns.list_topics().send().await.unwrap().topics().is_empty());
 }
+
+/// An HTTP endpoint that keeps the headers and body of each POST to it.
+async fn http_sink() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+async fn next_post(
+    posts: &mut tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>,
+) -> (axum::http::HeaderMap, serde_json::Value) {
+    let (headers, body) = tokio::time::timeout(std::time::Duration::from_secs(10), posts.recv())
+        .await
+        .expect("a POST within 10 s")
+        .unwrap();
+    (headers, serde_json::from_str(&body).unwrap())
+}
+
+fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Subscriptions deliver as SNS does: a function behind an alias gets SNS's event, and an
+/// HTTP endpoint, once it has confirmed by visiting its SubscribeURL, gets each message as
+/// SNS's JSON with SNS's headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_what_is_published() {
+    let p = start("sns-subscribers").await;
+    let sns = sns_client(&p.endpoint);
+    let topic = sns
+        .create_topic()
+        .name("orders")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
+
+    let e = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint("arn:aws:sqs:us-east-1:000000000000:q")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameter"));
+    assert!(
+        e.message()
+            .unwrap_or_default()
+            .contains("lambda, http and https")
+    );
+    let e = sns
+        .subscribe()
+        .topic_arn(format!("{topic}-missing"))
+        .protocol("lambda")
+        .endpoint("arn:aws:lambda:us-east-1:000000000000:function:reader")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("NotFound"));
+
+    p.create_sample("reader", &[], 3).await;
+    let alias = p
+        .lambda
+        .create_alias()
+        .function_name("reader")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    let to_function = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("lambda")
+        .endpoint(alias.alias_arn().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .subscription_arn()
+        .unwrap()
+        .to_owned();
+    assert!(
+        to_function.starts_with(&format!("{topic}:")),
+        "{to_function}"
+    );
+
+    let (url, mut posts) = http_sink().await;
+    let pending = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("http")
+        .endpoint(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pending.subscription_arn(), Some("pending confirmation"));
+    let (headers, confirmation) = next_post(&mut posts).await;
+    assert_eq!(
+        header(&headers, "x-amz-sns-message-type"),
+        "SubscriptionConfirmation"
+    );
+    assert_eq!(header(&headers, "x-amz-sns-topic-arn"), topic);
+    assert_eq!(confirmation["Type"], "SubscriptionConfirmation");
+    assert_eq!(confirmation["TopicArn"], topic.as_str());
+    let listed = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .unwrap();
+    let mut shown: Vec<(&str, &str)> = listed
+        .subscriptions()
+        .iter()
+        .map(|s| (s.protocol().unwrap(), s.subscription_arn().unwrap()))
+        .collect();
+    shown.sort();
+    assert_eq!(
+        shown,
+        [
+            ("http", "PendingConfirmation"),
+            ("lambda", to_function.as_str())
+        ]
+    );
+
+    let e = sns
+        .confirm_subscription()
+        .topic_arn(&topic)
+        .token("not-the-token")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.message(), Some("Invalid token"));
+    // Confirmed as a subscriber confirms: by visiting the SubscribeURL.
+    let subscribe_url = confirmation["SubscribeURL"].as_str().unwrap();
+    let path = subscribe_url.strip_prefix(&p.endpoint).unwrap();
+    let (status, xml) = p.admin("GET", path, "").await;
+    assert_eq!(status, 200, "{xml}");
+    let to_http = xml
+        .split_once("<SubscriptionArn>")
+        .and_then(|(_, rest)| rest.split_once("</SubscriptionArn>"))
+        .unwrap()
+        .0
+        .to_owned();
+    assert!(to_http.starts_with(&format!("{topic}:")), "{xml}");
+
+    // The first message makes the function fail; the second is not JSON, so the function
+    // takes SNS's event as it is.
+    let failing = sns
+        .publish()
+        .topic_arn(&topic)
+        .subject("order 1")
+        .message(r#"{"fail": true}"#)
+        .send()
+        .await
+        .unwrap();
+    sns.publish()
+        .topic_arn(&topic)
+        .message("order 2")
+        .send()
+        .await
+        .unwrap();
+    // A standard topic does not keep the order of its messages.
+    let mut two = [next_post(&mut posts).await, next_post(&mut posts).await];
+    two.sort_by_key(|(_, m)| m["Message"].as_str().unwrap().to_owned());
+    let [(_, second), (headers, first)] = two;
+    assert_eq!(header(&headers, "x-amz-sns-message-type"), "Notification");
+    assert_eq!(header(&headers, "x-amz-sns-subscription-arn"), to_http);
+    assert_eq!(
+        header(&headers, "x-amz-sns-message-id"),
+        failing.message_id().unwrap()
+    );
+    assert_eq!(
+        header(&headers, "content-type"),
+        "text/plain; charset=UTF-8"
+    );
+    assert_eq!(first["Type"], "Notification");
+    assert_eq!(first["Message"], r#"{"fail": true}"#);
+    assert_eq!(first["Subject"], "order 1");
+    assert_eq!(second["Message"], "order 2");
+    assert!(second.get("Subject").is_none(), "{second}");
+
+    // The function was invoked through its alias, once per message, and the message
+    // steered it.
+    let mut seen = (0.0, 0.0);
+    for _ in 0..200 {
+        seen = common::invocations_and_errors(&p, "reader").await;
+        if seen == (2.0, 1.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, (2.0, 1.0), "(invocations, errors) of the function");
+    let (_, body) = p
+        .admin("GET", "/_fledge/sns/messages?topic=orders", "")
+        .await;
+    let messages: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for m in messages["messages"].as_array().unwrap() {
+        let statuses: Vec<&str> = m["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["delivered", "delivered"], "{m}");
+    }
+
+    // Unsubscribed, the endpoint gets no more; subscriptions outlive a restart.
+    sns.unsubscribe()
+        .subscription_arn(&to_http)
+        .send()
+        .await
+        .unwrap();
+    let e = sns
+        .unsubscribe()
+        .subscription_arn(&to_http)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("NotFound"));
+    let dir = p.stop().await;
+    let p = common::start_in(dir, |_| {}).await;
+    let sns = sns_client(&p.endpoint);
+    let listed = sns.list_subscriptions().send().await.unwrap();
+    let arns: Vec<&str> = listed
+        .subscriptions()
+        .iter()
+        .filter_map(|s| s.subscription_arn())
+        .collect();
+    assert_eq!(arns, [to_function.as_str()]);
+    sns.publish()
+        .topic_arn(&topic)
+        .message("order 3")
+        .send()
+        .await
+        .unwrap();
+    let mut seen = 0.0;
+    for _ in 0..200 {
+        seen = common::invocations_and_errors(&p, "reader").await.0;
+        if seen == 3.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen, 3.0,
+        "the function's subscription survived the restart"
+    );
+    assert!(
+        posts.try_recv().is_err(),
+        "nothing reached the endpoint after it unsubscribed"
+    );
+}

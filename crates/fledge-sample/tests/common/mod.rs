@@ -363,3 +363,51 @@ pub async fn read_stream(
         }
     }
 }
+
+/// The `statistic` of `metric` for function `name` over the last 10 minutes, from the
+/// CloudWatch API.
+pub async fn metric_total(
+    p: &TestPlatform,
+    name: &str,
+    metric: &str,
+    statistic: aws_sdk_cloudwatch::types::Statistic,
+) -> f64 {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::Dimension;
+    let now = std::time::SystemTime::now();
+    let stats = p
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace("AWS/Lambda")
+        .metric_name(metric)
+        .dimensions(
+            Dimension::builder()
+                .name("FunctionName")
+                .value(name)
+                .build(),
+        )
+        .start_time(DateTime::from(now - std::time::Duration::from_secs(600)))
+        .end_time(DateTime::from(now + std::time::Duration::from_secs(60)))
+        .period(60)
+        .statistics(statistic.clone())
+        .send()
+        .await
+        .unwrap();
+    stats
+        .datapoints()
+        .iter()
+        .filter_map(|d| match statistic {
+            aws_sdk_cloudwatch::types::Statistic::SampleCount => d.sample_count(),
+            _ => d.sum(),
+        })
+        .sum()
+}
+
+/// `(Invocations, Errors)` of function `name` so far.
+pub async fn invocations_and_errors(p: &TestPlatform, name: &str) -> (f64, f64) {
+    use aws_sdk_cloudwatch::types::Statistic::Sum;
+    (
+        metric_total(p, name, "Invocations", Sum).await,
+        metric_total(p, name, "Errors", Sum).await,
+    )
+}
