@@ -63,6 +63,19 @@ pub struct Delivery {
     pub error: Option<String>,
 }
 
+impl Delivery {
+    fn starting(s: &Subscription) -> Delivery {
+        Delivery {
+            subscription_arn: s.arn.clone(),
+            protocol: s.protocol.clone(),
+            endpoint: s.endpoint.clone(),
+            status: "sending".into(),
+            attempts: 0,
+            error: None,
+        }
+    }
+}
+
 /// A subscription as kept.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Subscription {
@@ -534,17 +547,7 @@ impl Sns {
             .filter(|s| s.topic_arn == arn && s.token.is_none())
             .cloned()
             .collect();
-        let deliveries = subscribers
-            .iter()
-            .map(|s| Delivery {
-                subscription_arn: s.arn.clone(),
-                protocol: s.protocol.clone(),
-                endpoint: s.endpoint.clone(),
-                status: "sending".into(),
-                attempts: 0,
-                error: None,
-            })
-            .collect();
+        let deliveries = subscribers.iter().map(Delivery::starting).collect();
         outgoing.extend(subscribers.into_iter().map(|subscription| Outgoing {
             subscription,
             message_id: message_id.clone(),
@@ -587,14 +590,7 @@ impl Sns {
 /// (retried as SNS's default HTTP policy retries).
 pub async fn deliver(platform: Arc<Platform>, out: Outgoing) {
     let s = &out.subscription;
-    let mut delivery = Delivery {
-        subscription_arn: s.arn.clone(),
-        protocol: s.protocol.clone(),
-        endpoint: s.endpoint.clone(),
-        status: "sending".into(),
-        attempts: 0,
-        error: None,
-    };
+    let mut delivery = Delivery::starting(s);
     let result = if s.protocol == "lambda" {
         delivery.attempts = 1;
         invoke_function(&platform, &out).map_err(|e| e.message)

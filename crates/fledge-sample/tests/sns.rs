@@ -18,19 +18,16 @@ fn sns_client(endpoint: &str) -> aws_sdk_sns::Client {
     aws_sdk_sns::Client::from_conf(conf)
 }
 
+async fn create_topic(sns: &aws_sdk_sns::Client, name: &str) -> String {
+    let created = sns.create_topic().name(name).send().await.unwrap();
+    created.topic_arn().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_take_published_messages_and_keep_them_across_restarts() {
     let p = start("sns").await;
     let sns = sns_client(&p.endpoint);
-    let arn = sns
-        .create_topic()
-        .name("releases")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
+    let arn = create_topic(&sns, "releases").await;
     assert!(
         arn.starts_with("arn:aws:sns:us-east-1:") && arn.ends_with(":releases"),
         "{arn}"
@@ -140,15 +137,7 @@ fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> &'a str {
 async fn subscribers_get_what_is_published() {
     let p = start("sns-subscribers").await;
     let sns = sns_client(&p.endpoint);
-    let topic = sns
-        .create_topic()
-        .name("orders")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
+    let topic = create_topic(&sns, "orders").await;
 
     let e = sns
         .subscribe()
