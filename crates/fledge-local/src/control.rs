@@ -22,10 +22,10 @@ use crate::store::{
 };
 use crate::wire::ApiError;
 
-type Answer = Result<Response, ApiError>;
+pub(crate) type Answer = Result<Response, ApiError>;
 
 /// Reads a JSON body into `T`, answering AWS's errors for bad JSON.
-fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, LambdaError> {
+pub(crate) fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, LambdaError> {
     let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
     serde_json::from_slice(bytes).map_err(|e| {
         LambdaError::new(
@@ -36,7 +36,7 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, LambdaError> {
 }
 
 /// A function name from the path, unqualified, with its region checked.
-fn function_name(
+pub(crate) fn function_name(
     platform: &Platform,
     raw: &str,
     kind: NameKind,

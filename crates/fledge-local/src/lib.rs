@@ -32,6 +32,7 @@ pub mod events;
 pub mod faults;
 pub mod invoke;
 pub mod metrics;
+pub mod policy;
 pub mod routing;
 pub mod runtimes;
 pub mod sandbox;

@@ -278,6 +278,14 @@ fn router(platform: Arc<Platform>) -> Router {
             get(control::get_concurrency),
         )
         .route(
+            &format!("{f}/{{name}}/policy"),
+            post(crate::policy::add_permission).get(crate::policy::get_policy),
+        )
+        .route(
+            &format!("{f}/{{name}}/policy/{{statement}}"),
+            axum::routing::delete(crate::policy::remove_permission),
+        )
+        .route(
             "/2019-09-25/functions/{name}/event-invoke-config",
             axum::routing::put(control::put_event_invoke)
                 .post(control::update_event_invoke)

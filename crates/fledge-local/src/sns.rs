@@ -4,7 +4,9 @@
 //! rehearsed here.
 //!
 //! - A `lambda` subscription invokes its function (a qualified ARN names a version or an
-//!   alias, routed by weight) asynchronously with SNS's event, as SNS does.
+//!   alias, routed by weight) asynchronously with SNS's event, as SNS does, when the
+//!   resource-based policy of what it subscribed lets `sns.amazonaws.com` invoke it
+//!   (AddPermission); otherwise the delivery fails and says which permission is missing.
 //! - An `http`/`https` subscription is sent SNS's `SubscriptionConfirmation` first, and gets
 //!   notifications once it is confirmed (ConfirmSubscription, or a GET of its
 //!   `SubscribeURL`). A notification is a POST of SNS's JSON with its `x-amz-sns-*`
@@ -655,6 +657,9 @@ fn lambda_event(platform: &Platform, out: &Outgoing) -> serde_json::Value {
     }]})
 }
 
+/// The principal SNS invokes functions as.
+const SNS_PRINCIPAL: &str = "sns.amazonaws.com";
+
 /// What stands in the `Signature` of every message: fledge local signs nothing.
 const UNSIGNED: &str = "fledge-local-unsigned";
 
@@ -675,6 +680,31 @@ fn invoke_function(
     let payload = axum::body::Bytes::from(lambda_event(platform, out).to_string());
     let reference = FunctionRef::parse(&out.subscription.endpoint, NameKind::Namespaced)?;
     reference.check_region(&platform.store.region)?;
+    let qualifier = reference.qualifier.as_ref().map(|q| q.to_string());
+    let topic = &out.subscription.topic_arn;
+    let allowed = platform.store.read(|functions| {
+        functions
+            .get(&reference.name)
+            .and_then(|f| f.policies.get(qualifier.as_deref().unwrap_or_default()))
+            .is_some_and(|p| {
+                p.statements
+                    .iter()
+                    .any(|s| s.lets_service_invoke(SNS_PRINCIPAL, topic, &platform.store.account))
+            })
+    });
+    if !allowed {
+        let with_qualifier = qualifier
+            .as_deref()
+            .map(|q| format!(" --qualifier {q}"))
+            .unwrap_or_default();
+        return Err(fledge_core::lambda::LambdaError::new(
+            fledge_core::lambda::ErrorType::InvalidParameterValue,
+            format!(
+                "the resource-based policy of {} does not let {SNS_PRINCIPAL} invoke it from {topic}; grant it as on AWS: aws lambda add-permission --function-name {}{with_qualifier} --statement-id sns --action lambda:InvokeFunction --principal {SNS_PRINCIPAL} --source-arn {topic}",
+                out.subscription.endpoint, reference.name
+            ),
+        ));
+    }
     let headers = axum::http::HeaderMap::new();
     let target = crate::invoke::resolve(
         platform,

@@ -16,6 +16,7 @@ use fledge_core::lambda::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::policy::{MAX_POLICY, Policy, Statement};
 use crate::routing::RoutingMode;
 use crate::runtimes::Runtimes;
 use crate::wire::{lambda_timestamp, now_ms, uuid};
@@ -132,6 +133,9 @@ pub struct Function {
     /// The function's tags (Lambda tags functions, not versions or aliases).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Resource-based policies, by qualifier as given (`""` for the unqualified function).
+    #[serde(default)]
+    pub policies: BTreeMap<String, Policy>,
 }
 
 /// PutFunctionEventInvokeConfig's options for one qualifier; unset ones are Lambda's
@@ -457,6 +461,7 @@ impl Store {
                 reserved_concurrency: None,
                 event_invoke: BTreeMap::new(),
                 tags: new.tags,
+                policies: BTreeMap::new(),
             };
             if new.publish {
                 let published = publish(&mut function, None, None, None)?;
@@ -496,6 +501,7 @@ impl Store {
                     }
                     function.versions.remove(&n);
                     function.event_invoke.remove(q);
+                    function.policies.remove(q);
                     Ok(())
                 }
                 Some(_) => Err(LambdaError::invalid_parameter("Deletion of aliases is not currently supported.")),
@@ -650,6 +656,129 @@ impl Store {
                 .ok_or_else(|| self.not_found(name, None))?;
             for key in keys {
                 function.tags.remove(key);
+            }
+            Ok(())
+        })
+    }
+
+    // ---- resource-based policies ----
+
+    /// The ARN a policy of `qualifier` is on.
+    fn policy_resource(&self, name: &str, qualifier: Option<&str>) -> String {
+        match qualifier {
+            Some(q) => format!("{}:{q}", self.function_arn(name)),
+            None => self.function_arn(name),
+        }
+    }
+
+    /// Adds `statement` to the policy of `qualifier` (`None`: the function's own). Answers
+    /// the policy's resource and the statement.
+    pub fn add_permission(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        statement: Statement,
+        revision_id: Option<&str>,
+    ) -> Result<(String, Statement), LambdaError> {
+        let resource = self.policy_resource(name, qualifier);
+        self.write(name, |functions| {
+            if let Some(q) = qualifier {
+                self.check_qualifier(functions.get(name), name, q)?;
+            }
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            let policy = function
+                .policies
+                .entry(qualifier.unwrap_or_default().to_owned())
+                .or_default();
+            if revision_id.is_some_and(|r| r != policy.revision_id) {
+                return Err(LambdaError::revision_mismatch());
+            }
+            if policy
+                .statements
+                .iter()
+                .any(|s| s.statement_id == statement.statement_id)
+            {
+                return Err(LambdaError::new(
+                    fledge_core::lambda::ErrorType::ResourceConflict,
+                    format!(
+                        "The statement id ({}) provided already exists. Please provide a new statement id, or remove the existing statement.",
+                        statement.statement_id
+                    ),
+                ));
+            }
+            policy.statements.push(statement.clone());
+            let size = policy.document(&resource).len();
+            if size > MAX_POLICY {
+                return Err(LambdaError::new(
+                    fledge_core::lambda::ErrorType::PolicyLengthExceeded,
+                    format!(
+                        "The final policy size ({size}) is bigger than the limit ({MAX_POLICY})."
+                    ),
+                ));
+            }
+            policy.revision_id = uuid();
+            Ok((resource.clone(), statement))
+        })
+    }
+
+    /// The policy of `qualifier` and the resource it is on; Lambda's not-found answer when
+    /// it has no statements.
+    pub fn policy(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(String, Policy), LambdaError> {
+        let resource = self.policy_resource(name, qualifier);
+        self.read(|functions| {
+            let function = match qualifier {
+                Some(q) => self.check_qualifier(functions.get(name), name, q)?,
+                None => functions
+                    .get(name)
+                    .ok_or_else(|| self.not_found(name, None))?,
+            };
+            function
+                .policies
+                .get(qualifier.unwrap_or_default())
+                .filter(|p| !p.statements.is_empty())
+                .cloned()
+                .map(|p| (resource.clone(), p))
+                .ok_or_else(|| LambdaError::not_found("The resource you requested does not exist."))
+        })
+    }
+
+    /// Removes statement `id` from the policy of `qualifier`.
+    pub fn remove_permission(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        id: &str,
+        revision_id: Option<&str>,
+    ) -> Result<(), LambdaError> {
+        self.write(name, |functions| {
+            if let Some(q) = qualifier {
+                self.check_qualifier(functions.get(name), name, q)?;
+            }
+            let function = functions
+                .get_mut(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            let missing = || {
+                LambdaError::not_found(format!("Statement {id} is not found in resource policy."))
+            };
+            let key = qualifier.unwrap_or_default();
+            let policy = function.policies.get_mut(key).ok_or_else(missing)?;
+            if revision_id.is_some_and(|r| r != policy.revision_id) {
+                return Err(LambdaError::revision_mismatch());
+            }
+            let before = policy.statements.len();
+            policy.statements.retain(|s| s.statement_id != id);
+            if policy.statements.len() == before {
+                return Err(missing());
+            }
+            policy.revision_id = uuid();
+            if policy.statements.is_empty() {
+                function.policies.remove(key);
             }
             Ok(())
         })
@@ -851,6 +980,7 @@ impl Store {
                 .ok_or_else(|| self.not_found(name, None))?;
             function.aliases.remove(alias);
             function.event_invoke.remove(alias);
+            function.policies.remove(alias);
             Ok(())
         })
     }

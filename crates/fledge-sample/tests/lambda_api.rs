@@ -1476,3 +1476,166 @@ async fn ephemeral_storage_and_tracing_are_kept() {
         "kept across a restart"
     );
 }
+
+/// AddPermission, GetPolicy and RemovePermission keep a policy per function, version and
+/// alias, in Lambda's document shape, with its guards and messages.
+#[tokio::test]
+async fn resource_policies_are_kept_per_qualifier() {
+    let p = start("policies").await;
+    p.create_sample("f", &[], 3).await;
+    p.lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    let topic = "arn:aws:sns:us-east-1:000000000000:orders";
+    let policy = async |qualifier: Option<&str>| {
+        p.lambda
+            .get_policy()
+            .function_name("f")
+            .set_qualifier(qualifier.map(String::from))
+            .send()
+            .await
+    };
+    let e = policy(None).await.unwrap_err();
+    assert_eq!(e.code(), Some("ResourceNotFoundException"));
+    assert_eq!(
+        e.message(),
+        Some("The resource you requested does not exist.")
+    );
+
+    let grant = |sid: &str, action: &str| {
+        p.lambda
+            .add_permission()
+            .function_name("f")
+            .qualifier("live")
+            .statement_id(sid)
+            .action(action)
+            .principal("sns.amazonaws.com")
+            .source_arn(topic)
+    };
+    let e = grant("sns", "invoke").send().await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some(
+            "1 validation error detected: Value 'invoke' at 'action' failed to satisfy constraint: Member must satisfy regular expression pattern: (lambda:[*]|lambda:[a-zA-Z]+|[*])"
+        )
+    );
+    let added = grant("sns", "lambda:InvokeFunction").send().await.unwrap();
+    let statement: serde_json::Value = serde_json::from_str(added.statement().unwrap()).unwrap();
+    assert_eq!(statement["Sid"], "sns");
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(statement["Principal"]["Service"], "sns.amazonaws.com");
+    assert_eq!(statement["Condition"]["ArnLike"]["AWS:SourceArn"], topic);
+    assert!(
+        statement["Resource"]
+            .as_str()
+            .unwrap()
+            .ends_with(":function:f:live"),
+        "{statement}"
+    );
+    let e = grant("sns", "lambda:InvokeFunction")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ResourceConflictException"));
+    assert_eq!(
+        e.message(),
+        Some(
+            "The statement id (sns) provided already exists. Please provide a new statement id, or remove the existing statement."
+        )
+    );
+
+    let live = policy(Some("live")).await.unwrap();
+    let document: serde_json::Value = serde_json::from_str(live.policy().unwrap()).unwrap();
+    assert_eq!(document["Version"], "2012-10-17");
+    assert_eq!(document["Statement"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        policy(None).await.unwrap_err().code(),
+        Some("ResourceNotFoundException"),
+        "the alias's policy is its own"
+    );
+
+    p.lambda
+        .add_permission()
+        .function_name("f")
+        .statement_id("account")
+        .action("lambda:GetFunction")
+        .principal("123456789012")
+        .send()
+        .await
+        .unwrap();
+    let remove = |sid: &str, revision: &str| {
+        p.lambda
+            .remove_permission()
+            .function_name("f")
+            .qualifier("live")
+            .statement_id(sid)
+            .revision_id(revision)
+    };
+    let e = remove("sns", "stale").send().await.unwrap_err();
+    assert_eq!(e.code(), Some("PreconditionFailedException"));
+    let e = remove("nope", live.revision_id().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some("Statement nope is not found in resource policy.")
+    );
+    remove("sns", live.revision_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        policy(Some("live")).await.unwrap_err().code(),
+        Some("ResourceNotFoundException")
+    );
+
+    // Kept across a restart; gone with the alias it was on.
+    grant("again", "lambda:InvokeFunction")
+        .send()
+        .await
+        .unwrap();
+    let dir = p.stop().await;
+    let p = common::start_in(dir, |_| {}).await;
+    let kept = p
+        .lambda
+        .get_policy()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    let document: serde_json::Value = serde_json::from_str(kept.policy().unwrap()).unwrap();
+    assert_eq!(
+        document["Statement"][0]["Principal"]["AWS"],
+        "arn:aws:iam::123456789012:root"
+    );
+    p.lambda
+        .delete_alias()
+        .function_name("f")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    p.lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    let e = p
+        .lambda
+        .get_policy()
+        .function_name("f")
+        .qualifier("live")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ResourceNotFoundException"));
+}

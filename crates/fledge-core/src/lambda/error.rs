@@ -35,6 +35,8 @@ pub enum ErrorType {
     InvalidRuntime,
     /// 502: the deployment package could not be unzipped.
     InvalidZipFile,
+    /// 400: a resource-based policy would grow past its 20 KB limit.
+    PolicyLengthExceeded,
 }
 
 impl ErrorType {
@@ -45,7 +47,8 @@ impl ErrorType {
             | Self::Validation
             | Self::InvalidRequestContent
             | Self::AliasLimitExceeded
-            | Self::CodeStorageExceeded => 400,
+            | Self::CodeStorageExceeded
+            | Self::PolicyLengthExceeded => 400,
             Self::ResourceNotFound => 404,
             Self::ResourceConflict => 409,
             Self::PreconditionFailed => 412,
@@ -74,6 +77,7 @@ impl ErrorType {
             Self::CodeStorageExceeded => "CodeStorageExceededException",
             Self::InvalidRuntime => "InvalidRuntimeException",
             Self::InvalidZipFile => "InvalidZipFileException",
+            Self::PolicyLengthExceeded => "PolicyLengthExceededException",
         }
     }
 
