@@ -403,3 +403,101 @@ async fn subscribers_get_what_is_published() {
         "nothing reached the endpoint after it unsubscribed"
     );
 }
+
+/// AWS's tutorial "Using Lambda with Amazon SNS", its commands as published but for the
+/// function's package and runtime (the sample, as `provided.al2023`), through the AWS CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_sns_tutorial_runs_with_the_aws_cli() {
+    let Some(cli) = common::aws_cli_or_skip() else {
+        return;
+    };
+    let p = start("sns-tutorial").await;
+    let work = common::Scratch::new("sns-tutorial-files");
+    std::fs::write(work.join("function.zip"), common::sample_zip("sns")).unwrap();
+    let aws = |args: &[&str]| common::aws(&cli, &p.endpoint, &work, args);
+
+    let topic = aws(&["sns", "create-topic", "--name", "sns-topic-for-lambda"])["TopicArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let function = aws(&[
+        "lambda",
+        "create-function",
+        "--function-name",
+        "Function-With-SNS",
+        "--zip-file",
+        "fileb://function.zip",
+        "--handler",
+        "bootstrap",
+        "--runtime",
+        "provided.al2023",
+        "--role",
+        "arn:aws:iam::123456789012:role/lambda-role",
+    ])["FunctionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let granted = aws(&[
+        "lambda",
+        "add-permission",
+        "--function-name",
+        "Function-With-SNS",
+        "--source-arn",
+        &topic,
+        "--statement-id",
+        "function-with-sns",
+        "--action",
+        "lambda:InvokeFunction",
+        "--principal",
+        "sns.amazonaws.com",
+    ]);
+    assert!(
+        granted["Statement"]
+            .as_str()
+            .unwrap()
+            .contains("\"Sid\":\"function-with-sns\""),
+        "{granted}"
+    );
+    let subscribed = aws(&[
+        "sns",
+        "subscribe",
+        "--protocol",
+        "lambda",
+        "--region",
+        "us-east-1",
+        "--topic-arn",
+        &topic,
+        "--notification-endpoint",
+        &function,
+    ]);
+    assert!(
+        subscribed["SubscriptionArn"]
+            .as_str()
+            .unwrap()
+            .starts_with(&topic),
+        "{subscribed}"
+    );
+    aws(&[
+        "sns",
+        "publish",
+        "--message",
+        "Hello World",
+        "--subject",
+        "Test",
+        "--topic-arn",
+        &topic,
+    ]);
+    let delivery = delivery_of(&p, "Hello World").await;
+    assert_eq!(delivery["status"], "delivered", "{delivery}");
+    let mut invocations = 0.0;
+    for _ in 0..200 {
+        invocations = common::invocations_and_errors(&p, "Function-With-SNS")
+            .await
+            .0;
+        if invocations == 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(invocations, 1.0, "the function ran once for the message");
+}
