@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::server::Platform;
 use crate::store::{
-    Alias, ConfigChange, EventInvokeConfig, Function, FunctionVersion, NewFunction,
+    Alias, ConfigChange, EventInvokeConfig, Function, FunctionVersion, LoggingChange, NewFunction,
 };
 use crate::wire::ApiError;
 
@@ -79,8 +79,17 @@ pub fn configuration(platform: &Platform, name: &str, v: &FunctionVersion) -> Va
         "Architectures": v.architectures,
         "EphemeralStorage": {"Size": v.ephemeral_storage},
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-        "LoggingConfig": {"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{name}")},
+        "LoggingConfig": logging_json(name, &v.logging),
     })
+}
+
+fn logging_json(function: &str, l: &crate::store::Logging) -> Value {
+    let mut out = json!({"LogFormat": l.format(), "LogGroup": l.log_group(function)});
+    if l.json {
+        out["ApplicationLogLevel"] = json!(l.application_level());
+        out["SystemLogLevel"] = json!(l.system_level());
+    }
+    out
 }
 
 fn alias_json(platform: &Platform, function: &str, a: &Alias) -> Value {
@@ -162,6 +171,16 @@ struct CreateFunctionInput {
 struct Kept {
     ephemeral_storage: Option<SizeInput>,
     tracing_config: Option<ModeInput>,
+    logging_config: Option<LoggingInput>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct LoggingInput {
+    log_format: Option<String>,
+    application_log_level: Option<String>,
+    system_log_level: Option<String>,
+    log_group: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -176,10 +195,17 @@ struct ModeInput {
     mode: Option<String>,
 }
 
+/// What [`Kept`] asks to change, read.
+struct KeptChange {
+    ephemeral_storage: Option<u32>,
+    tracing_mode: Option<String>,
+    logging: Option<LoggingChange>,
+}
+
 impl Kept {
-    /// `EphemeralStorage.Size` (which must be given with `EphemeralStorage`) and
-    /// `TracingConfig.Mode`.
-    fn read(self) -> Result<(Option<u32>, Option<String>), LambdaError> {
+    /// `EphemeralStorage.Size` (which must be given with `EphemeralStorage`),
+    /// `TracingConfig.Mode` and `LoggingConfig`.
+    fn read(self) -> Result<KeptChange, LambdaError> {
         let size = self
             .ephemeral_storage
             .map(|e| {
@@ -192,7 +218,17 @@ impl Kept {
                 })
             })
             .transpose()?;
-        Ok((size, self.tracing_config.and_then(|t| t.mode)))
+        let logging = self.logging_config.map(|l| LoggingChange {
+            format: l.log_format,
+            application_level: l.application_log_level,
+            system_level: l.system_log_level,
+            log_group: l.log_group,
+        });
+        Ok(KeptChange {
+            ephemeral_storage: size,
+            tracing_mode: self.tracing_config.and_then(|t| t.mode),
+            logging,
+        })
     }
 }
 
@@ -242,7 +278,7 @@ pub async fn create_function(State(p): State<Arc<Platform>>, bytes: Bytes) -> An
     let input: CreateFunctionInput = body(&bytes)?;
     let name = function_name(&p, &input.function_name, NameKind::Function)?;
     input.unavailable.refuse()?;
-    let (ephemeral_storage, tracing_mode) = input.kept.read()?;
+    let kept = input.kept.read()?;
     if name.qualifier.is_some() {
         return Err(LambdaError::invalid_parameter(
             "Creating a function with a qualifier is not supported; give the name alone",
@@ -272,8 +308,9 @@ pub async fn create_function(State(p): State<Arc<Platform>>, bytes: Bytes) -> An
         memory_size: input.memory_size,
         environment: input.environment.and_then(|e| e.variables),
         architectures: input.architectures,
-        ephemeral_storage,
-        tracing_mode,
+        ephemeral_storage: kept.ephemeral_storage,
+        tracing_mode: kept.tracing_mode,
+        logging: kept.logging,
         zip,
         publish: input.publish,
         tags: input.tags.unwrap_or_default(),
@@ -518,7 +555,7 @@ pub async fn update_configuration(
     let input: UpdateConfigInput = body(&bytes)?;
     let r = function_name(&p, &name, NameKind::Function)?;
     input.unavailable.refuse()?;
-    let (ephemeral_storage, tracing_mode) = input.kept.read()?;
+    let kept = input.kept.read()?;
     let change = ConfigChange {
         runtime: input.runtime,
         handler: input.handler,
@@ -527,8 +564,9 @@ pub async fn update_configuration(
         timeout: input.timeout,
         memory_size: input.memory_size,
         environment: input.environment.map(|e| e.variables.unwrap_or_default()),
-        ephemeral_storage,
-        tracing_mode,
+        ephemeral_storage: kept.ephemeral_storage,
+        tracing_mode: kept.tracing_mode,
+        logging: kept.logging,
         revision_id: input.revision_id,
     };
     let v = p.store.update_configuration(&r.name, change)?;

@@ -540,6 +540,7 @@ fn sandbox_spec(platform: &Platform, target: &Target) -> Result<SandboxSpec, Sta
         launch,
         metrics: Some(platform.metrics.clone()),
         scratch: platform.config.data_dir.join(SCRATCH),
+        logging: v.logging.clone(),
     })
 }
 
@@ -555,32 +556,40 @@ pub(crate) struct Settled {
     logs: String,
     duration: Duration,
     init: Option<Duration>,
+    /// How the invocation ended, as a `platform.report` record says it.
+    status: &'static str,
+    max_memory_mb: Option<u64>,
 }
 
 impl Settled {
-    /// The base64 log tail Lambda gives with `LogType: Tail`.
+    /// The base64 log tail Lambda gives with `LogType: Tail`: its last 4 KB.
     pub(crate) fn tail_log(&self, request_id: &str, target: &Target) -> String {
-        tail_log(
-            request_id,
-            &target.version,
-            &self.logs,
-            self.duration,
-            self.init,
-        )
+        let text = platform_log(request_id, &target.version, self);
+        let bytes = text.as_bytes();
+        let start = bytes.len().saturating_sub(4096);
+        base64::engine::general_purpose::STANDARD.encode(&bytes[start..])
     }
 }
 
 pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Settled {
     let timeout = target.version.timeout;
-    let (body, failed, logs, duration, init) = match outcome {
+    let (body, failed, logs, duration, init, status, max_memory_mb) = match outcome {
         Outcome::CouldNotStart(kind, message) => (
             error_body(&kind, &message),
             true,
             String::new(),
             Duration::ZERO,
             None,
+            "failure",
+            None,
         ),
         Outcome::Ran(f) => {
+            let status = match f.result {
+                JobResult::Response(_) => "success",
+                JobResult::FunctionError { .. } => "error",
+                JobResult::TimedOut => "timeout",
+                _ => "failure",
+            };
             let (body, failed) = match f.result {
                 JobResult::Response(b) => (b, false),
                 JobResult::FunctionError { body, error_type } => {
@@ -630,7 +639,15 @@ pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Set
                     true,
                 ),
             };
-            (body, failed, f.logs, f.duration, f.init_duration)
+            (
+                body,
+                failed,
+                f.logs,
+                f.duration,
+                f.init_duration,
+                status,
+                f.max_memory_mb,
+            )
         }
     };
     Settled {
@@ -639,6 +656,8 @@ pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Set
         logs,
         duration,
         init,
+        status,
+        max_memory_mb,
     }
 }
 
@@ -671,25 +690,52 @@ fn respond(target: &Target, request_id: &str, outcome: Outcome, tail: bool) -> R
 }
 
 /// The last 4 KB of the invocation's log, with Lambda's START, END and REPORT lines, base64.
-fn tail_log(
-    request_id: &str,
-    version: &FunctionVersion,
-    logs: &str,
-    duration: Duration,
-    init: Option<Duration>,
-) -> String {
-    let ms = duration.as_secs_f64() * 1000.0;
-    let init = init
+/// The invocation's log as Lambda writes it: the platform's records around the function's
+/// output, as text lines (START, END, REPORT) or, with `LoggingConfig.LogFormat` JSON, as
+/// `platform.start` and `platform.report` records, which a `SystemLogLevel` of WARN leaves
+/// out.
+fn platform_log(request_id: &str, version: &FunctionVersion, settled: &Settled) -> String {
+    let ms = settled.duration.as_secs_f64() * 1000.0;
+    let billed = ms.ceil() as u64;
+    // Unknown when the process could no longer be read (it was stopped, say).
+    let used = settled
+        .max_memory_mb
+        .unwrap_or(u64::from(version.memory_size));
+    let logs = &settled.logs;
+    if version.logging.json {
+        if version.logging.system_level() == "WARN" {
+            return logs.clone();
+        }
+        let now = now_ms();
+        let started = now.saturating_sub(settled.duration.as_millis() as u64);
+        let mut metrics = serde_json::json!({
+            "durationMs": (ms * 1000.0).round() / 1000.0,
+            "billedDurationMs": billed,
+            "memorySizeMB": version.memory_size,
+            "maxMemoryUsedMB": used,
+        });
+        if let Some(init) = settled.init {
+            metrics["initDurationMs"] =
+                serde_json::json!((init.as_secs_f64() * 1e6).round() / 1000.0);
+        }
+        let start = serde_json::json!({
+            "time": crate::wire::iso8601(started),
+            "type": "platform.start",
+            "record": {"requestId": request_id, "version": version.version.to_string()},
+        });
+        let report = serde_json::json!({
+            "time": crate::wire::iso8601(now),
+            "type": "platform.report",
+            "record": {"requestId": request_id, "metrics": metrics, "status": settled.status},
+        });
+        return format!("{start}\n{logs}{report}\n");
+    }
+    let init = settled
+        .init
         .map(|d| format!("\tInit Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
         .unwrap_or_default();
-    let text = format!(
-        "START RequestId: {request_id} Version: {}\n{logs}END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB{init}\t\n",
-        version.version,
-        ms.ceil() as u64,
-        version.memory_size,
-        version.memory_size
-    );
-    let bytes = text.as_bytes();
-    let start = bytes.len().saturating_sub(4096);
-    base64::engine::general_purpose::STANDARD.encode(&bytes[start..])
+    format!(
+        "START RequestId: {request_id} Version: {}\n{logs}END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {used} MB{init}\t\n",
+        version.version, version.memory_size,
+    )
 }

@@ -36,6 +36,11 @@ const root = process.env.LAMBDA_TASK_ROOT || process.cwd();
 const handlerName = process.env._HANDLER || "";
 let requestId = "undefined";
 
+// With LoggingConfig.LogFormat JSON, each line is a JSON record, and lines below
+// AWS_LAMBDA_LOG_LEVEL are left out, as Lambda's Node.js runtime does.
+const json = process.env.AWS_LAMBDA_LOG_FORMAT === "JSON";
+const levels = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+const least = json ? Math.max(0, levels.indexOf(process.env.AWS_LAMBDA_LOG_LEVEL || "INFO")) : 0;
 for (const [method, level] of [
   ["log", "INFO"],
   ["info", "INFO"],
@@ -44,9 +49,19 @@ for (const [method, level] of [
   ["debug", "DEBUG"],
   ["trace", "TRACE"],
 ]) {
+  if (levels.indexOf(level) < least) {
+    console[method] = () => {};
+    continue;
+  }
   console[method] = (...args) => {
+    const time = new Date().toISOString();
+    if (json) {
+      const record = { timestamp: time, level, requestId, message: format(...args) };
+      process.stdout.write(`${JSON.stringify(record)}\n`);
+      return;
+    }
     const text = format(...args).replace(/\n/g, "\r");
-    process.stdout.write(`${new Date().toISOString()}\t${requestId}\t${level}\t${text}\n`);
+    process.stdout.write(`${time}\t${requestId}\t${level}\t${text}\n`);
   };
 }
 

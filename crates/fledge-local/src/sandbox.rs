@@ -54,6 +54,8 @@ pub struct SandboxSpec {
     /// The folder under which each process gets a `/tmp` of its own (its `TMPDIR`),
     /// removed when the process ends.
     pub scratch: PathBuf,
+    /// The version's `LoggingConfig`, which the runtime is told of.
+    pub logging: crate::store::Logging,
 }
 
 /// One invocation for a process.
@@ -96,6 +98,9 @@ pub struct Finished {
     /// Set on the invocation that paid for the process's start.
     pub init_duration: Option<Duration>,
     pub logs: String,
+    /// The process's peak resident memory so far, in MB, when the log tail is asked for
+    /// and the process can still be read.
+    pub max_memory_mb: Option<u64>,
 }
 
 struct Pending {
@@ -126,6 +131,8 @@ struct Shared {
 /// A running function process and its Runtime API.
 pub struct Sandbox {
     pub id: u64,
+    /// The process's id, while it runs.
+    pid: Option<u32>,
     shared: Arc<Shared>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     server: tokio::task::JoinHandle<()>,
@@ -214,6 +221,7 @@ impl Sandbox {
                 return Err(e.into());
             }
         };
+        let pid = child.id();
         if let Some(out) = child.stdout.take() {
             spawn_collector(out, &shared);
         }
@@ -241,6 +249,7 @@ impl Sandbox {
         });
         Ok(Arc::new(Sandbox {
             id,
+            pid,
             shared,
             kill: Mutex::new(Some(kill_tx)),
             server,
@@ -344,11 +353,17 @@ impl Sandbox {
         }
         let logs = std::mem::take(&mut *self.shared.logs.lock().expect("sandbox lock"));
         let logs = String::from_utf8_lossy(&logs).into_owned();
+        let max_memory_mb = if tail {
+            self.pid.and_then(peak_memory_mb)
+        } else {
+            None
+        };
         Finished {
             result,
             duration,
             init_duration,
             logs,
+            max_memory_mb,
         }
     }
 }
@@ -390,6 +405,21 @@ pub(crate) fn no_delay(stream: &mut tokio::net::TcpStream) {
     let _ = stream.set_nodelay(true);
 }
 
+/// A process's peak resident memory in MB (`VmHWM`, rounded up), as Lambda's REPORT line
+/// gives "Max Memory Used".
+fn peak_memory_mb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb.div_ceil(1024))
+}
+
 fn describe_exit(status: &std::process::ExitStatus) -> String {
     #[cfg(unix)]
     {
@@ -424,8 +454,9 @@ fn runtime_environment(
         ),
         (
             "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{}", spec.function),
+            spec.logging.log_group(&spec.function),
         ),
+        ("AWS_LAMBDA_LOG_FORMAT", spec.logging.format().into()),
         (
             "AWS_LAMBDA_LOG_STREAM_NAME",
             format!("[{}]{id:032x}", spec.version),
@@ -449,6 +480,12 @@ fn runtime_environment(
     ];
     let mut env: Vec<(String, String)> =
         pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    if spec.logging.json {
+        env.push((
+            "AWS_LAMBDA_LOG_LEVEL".into(),
+            spec.logging.application_level().into(),
+        ));
+    }
     // Programs that ask where temporary files go (mktemp, Python's tempfile, Node's
     // os.tmpdir(), Rust's env::temp_dir()) find the process's own /tmp, unless the
     // function sets TMPDIR itself.

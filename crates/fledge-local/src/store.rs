@@ -61,6 +61,9 @@ pub struct FunctionVersion {
     /// invocation gets a trace id either way.
     #[serde(default = "default_tracing_mode")]
     pub tracing_mode: String,
+    /// `LoggingConfig`.
+    #[serde(default)]
+    pub logging: Logging,
     pub code_sha256: String,
     pub code_size: u64,
     /// Hex SHA-256 of the package: the folder under `code/` it is unpacked in.
@@ -82,9 +85,116 @@ impl FunctionVersion {
             &self.environment,
             self.ephemeral_storage,
             &self.tracing_mode,
+            &self.logging,
             &self.code_sha256,
         )
     }
+}
+
+/// A version's `LoggingConfig`: the format of its logs, the levels kept when they are JSON,
+/// and its log group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Logging {
+    /// `JSON` rather than `Text`.
+    pub json: bool,
+    /// The least level of the function's own logs kept (JSON only); `INFO` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_level: Option<String>,
+    /// The least level of the platform's records kept (JSON only); `INFO` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_level: Option<String>,
+    /// A log group of the function's own; `/aws/lambda/NAME` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<String>,
+}
+
+impl Logging {
+    pub fn format(&self) -> &'static str {
+        if self.json { "JSON" } else { "Text" }
+    }
+
+    pub fn application_level(&self) -> &str {
+        self.application_level.as_deref().unwrap_or("INFO")
+    }
+
+    pub fn system_level(&self) -> &str {
+        self.system_level.as_deref().unwrap_or("INFO")
+    }
+
+    pub fn log_group(&self, function: &str) -> String {
+        self.log_group
+            .clone()
+            .unwrap_or_else(|| format!("/aws/lambda/{function}"))
+    }
+
+    /// This configuration with `change` applied: a field given replaces the one kept.
+    /// Levels need the JSON format: given with Text they are refused, and kept ones are
+    /// dropped when the format becomes Text.
+    pub fn changed(&self, change: LoggingChange) -> Result<Logging, LambdaError> {
+        let enumerated = |value: &Option<String>, field: &str, allowed: &[&str]| match value {
+            Some(v) if !allowed.contains(&v.as_str()) => Err(LambdaError::validation(
+                v,
+                field,
+                &format!(
+                    "Member must satisfy enum value set: [{}]",
+                    allowed.join(", ")
+                ),
+            )),
+            _ => Ok(()),
+        };
+        enumerated(&change.format, "loggingConfig.logFormat", &["JSON", "Text"])?;
+        enumerated(
+            &change.application_level,
+            "loggingConfig.applicationLogLevel",
+            &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"],
+        )?;
+        enumerated(
+            &change.system_level,
+            "loggingConfig.systemLogLevel",
+            &["DEBUG", "INFO", "WARN"],
+        )?;
+        if let Some(group) = &change.log_group {
+            let ok = (1..=512).contains(&group.len())
+                && group
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-_/#".contains(c));
+            if !ok {
+                return Err(LambdaError::validation(
+                    group,
+                    "loggingConfig.logGroup",
+                    "Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+",
+                ));
+            }
+        }
+        let json = change.format.as_deref().map_or(self.json, |f| f == "JSON");
+        let levels_given = change.application_level.is_some() || change.system_level.is_some();
+        if !json && levels_given {
+            return Err(LambdaError::invalid_parameter(
+                "ApplicationLogLevel and SystemLogLevel apply to logs in the JSON format: give LoggingConfig.LogFormat JSON with them",
+            ));
+        }
+        Ok(Logging {
+            json,
+            application_level: change
+                .application_level
+                .or_else(|| self.application_level.clone())
+                .filter(|_| json),
+            system_level: change
+                .system_level
+                .or_else(|| self.system_level.clone())
+                .filter(|_| json),
+            log_group: change.log_group.or_else(|| self.log_group.clone()),
+        })
+    }
+}
+
+/// The fields of a `LoggingConfig` given to CreateFunction or UpdateFunctionConfiguration.
+#[derive(Clone, Debug, Default)]
+pub struct LoggingChange {
+    pub format: Option<String>,
+    pub application_level: Option<String>,
+    pub system_level: Option<String>,
+    pub log_group: Option<String>,
 }
 
 fn default_ephemeral_storage() -> u32 {
@@ -185,6 +295,7 @@ pub struct NewFunction {
     pub architectures: Option<Vec<String>>,
     pub ephemeral_storage: Option<u32>,
     pub tracing_mode: Option<String>,
+    pub logging: Option<LoggingChange>,
     pub zip: Option<Vec<u8>>,
     pub publish: bool,
     pub tags: BTreeMap<String, String>,
@@ -241,6 +352,7 @@ pub struct ConfigChange {
     pub environment: Option<BTreeMap<String, String>>,
     pub ephemeral_storage: Option<u32>,
     pub tracing_mode: Option<String>,
+    pub logging: Option<LoggingChange>,
     pub revision_id: Option<String>,
 }
 
@@ -418,6 +530,7 @@ impl Store {
             check_ephemeral_storage(new.ephemeral_storage.unwrap_or(default_ephemeral_storage()))?;
         let tracing_mode =
             check_tracing_mode(new.tracing_mode.unwrap_or_else(default_tracing_mode))?;
+        let logging = Logging::default().changed(new.logging.unwrap_or_default())?;
         let environment = new.environment.unwrap_or_default();
         check_environment(&environment)?;
         check_tags(&new.tags, &BTreeMap::new())?;
@@ -439,6 +552,7 @@ impl Store {
             architectures: new.architectures.unwrap_or_else(|| vec!["x86_64".into()]),
             ephemeral_storage,
             tracing_mode,
+            logging,
             code_sha256,
             code_size,
             code_id,
@@ -601,6 +715,9 @@ impl Store {
             }
             if let Some(v) = tracing_mode {
                 latest.tracing_mode = v;
+            }
+            if let Some(change) = change.logging {
+                latest.logging = latest.logging.changed(change)?;
             }
             latest.last_modified = lambda_timestamp(now_ms());
             latest.revision_id = uuid();

@@ -1639,3 +1639,123 @@ async fn resource_policies_are_kept_per_qualifier() {
         .unwrap_err();
     assert_eq!(e.code(), Some("ResourceNotFoundException"));
 }
+
+/// LoggingConfig is validated and kept; JSON turns the platform's lines into
+/// `platform.start` and `platform.report` records, whose numbers (and the text REPORT's)
+/// include the process's measured peak memory.
+#[tokio::test]
+async fn logging_config_shapes_the_log_tail() {
+    use aws_sdk_lambda::types::{ApplicationLogLevel, LogFormat, LoggingConfig, SystemLogLevel};
+    let p = start("logging").await;
+    let e = p
+        .sample_function("f")
+        .logging_config(
+            LoggingConfig::builder()
+                .log_format(LogFormat::Text)
+                .application_log_level(ApplicationLogLevel::Debug)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameterValueException"));
+    assert!(e.message().unwrap_or_default().contains("JSON"), "{e:?}");
+
+    let created = p
+        .sample_function("f")
+        .memory_size(256)
+        .logging_config(
+            LoggingConfig::builder()
+                .log_format(LogFormat::Json)
+                .log_group("/custom/orders")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let logging = created.logging_config().unwrap();
+    assert_eq!(logging.log_format(), Some(&LogFormat::Json));
+    assert_eq!(logging.log_group(), Some("/custom/orders"));
+    assert_eq!(
+        logging.application_log_level(),
+        Some(&ApplicationLogLevel::Info)
+    );
+    assert_eq!(logging.system_log_level(), Some(&SystemLogLevel::Info));
+
+    let tail = async |payload: &str| {
+        use base64::Engine;
+        let out = p
+            .lambda
+            .invoke()
+            .function_name("f")
+            .log_type(aws_sdk_lambda::types::LogType::Tail)
+            .payload(Blob::new(payload.as_bytes().to_vec()))
+            .send()
+            .await
+            .unwrap();
+        let log = base64::engine::general_purpose::STANDARD
+            .decode(out.log_result().unwrap())
+            .unwrap();
+        String::from_utf8(log).unwrap()
+    };
+    let log = tail(r#"{"fail": true}"#).await;
+    let lines: Vec<&str> = log.lines().collect();
+    let start: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(start["type"], "platform.start", "{log}");
+    assert_eq!(start["record"]["version"], "$LATEST");
+    assert!(log.contains("failing request"), "{log}");
+    let report: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(report["type"], "platform.report", "{log}");
+    assert_eq!(report["record"]["status"], "error");
+    assert_eq!(report["record"]["requestId"], start["record"]["requestId"]);
+    let metrics = &report["record"]["metrics"];
+    assert_eq!(metrics["memorySizeMB"], 256);
+    let used = metrics["maxMemoryUsedMB"].as_u64().unwrap();
+    assert!(
+        (1..256).contains(&used),
+        "the process's measured peak, not the configured size: {log}"
+    );
+    assert!(metrics["initDurationMs"].as_f64().unwrap() > 0.0, "{log}");
+
+    // Back to text: the levels go, the REPORT line keeps the measured memory.
+    let updated = p
+        .lambda
+        .update_function_configuration()
+        .function_name("f")
+        .logging_config(LoggingConfig::builder().log_format(LogFormat::Text).build())
+        .send()
+        .await
+        .unwrap();
+    let logging = updated.logging_config().unwrap();
+    assert_eq!(logging.log_format(), Some(&LogFormat::Text));
+    assert_eq!(logging.log_group(), Some("/custom/orders"), "kept");
+    assert_eq!(logging.application_log_level(), None);
+    let log = tail("{}").await;
+    assert!(log.starts_with("START RequestId: "), "{log}");
+    let used: u64 = log
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!((1..256).contains(&used), "{log}");
+
+    let e = p
+        .lambda
+        .update_function_configuration()
+        .function_name("f")
+        .logging_config(
+            LoggingConfig::builder()
+                .log_format(LogFormat::from("XML"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some(
+            "1 validation error detected: Value 'XML' at 'loggingConfig.logFormat' failed to satisfy constraint: Member must satisfy enum value set: [JSON, Text]"
+        )
+    );
+}

@@ -423,6 +423,15 @@ exports.handler = async (event, context) => {
 };
 "#;
 
+const NODE_LOGGER: &str = r#"
+exports.handler = async () => {
+  console.debug("too fine");
+  console.info("kept", 1);
+  console.warn("careful");
+  return { group: process.env.AWS_LAMBDA_LOG_GROUP_NAME, format: process.env.AWS_LAMBDA_LOG_FORMAT };
+};
+"#;
+
 const NODE_CONTEXT: &str = r#"
 exports.handler = async (event, context) => ({ clientContext: context.clientContext ?? null });
 "#;
@@ -604,4 +613,88 @@ async fn node_functions_run_as_lambda_runs_them() {
             }
         }
     }
+}
+
+/// With LoggingConfig's JSON format, a Node.js function's console lines are JSON records,
+/// filtered by ApplicationLogLevel, and the platform's records by SystemLogLevel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_logs_in_json_when_asked() {
+    use aws_sdk_lambda::types::{ApplicationLogLevel, LogFormat, LoggingConfig, SystemLogLevel};
+    if !runs_here("nodejs20.x") {
+        return;
+    }
+    let p = start("node-json-logs").await;
+    p.lambda
+        .create_function()
+        .function_name("logger")
+        .runtime(Runtime::Nodejs20x)
+        .handler("index.handler")
+        .role(ROLE)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(package(&[("index.js", 0o644, NODE_LOGGER)])))
+                .build(),
+        )
+        .logging_config(
+            LoggingConfig::builder()
+                .log_format(LogFormat::Json)
+                .log_group("/custom/logger")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let tail = async || {
+        let out = p
+            .lambda
+            .invoke()
+            .function_name("logger")
+            .log_type(LogType::Tail)
+            .send()
+            .await
+            .unwrap();
+        let log = base64::engine::general_purpose::STANDARD
+            .decode(out.log_result().unwrap())
+            .unwrap();
+        let records: Vec<serde_json::Value> = String::from_utf8(log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (json(out.payload), records)
+    };
+    let (body, records) = tail().await;
+    assert_eq!(
+        body,
+        serde_json::json!({"group": "/custom/logger", "format": "JSON"})
+    );
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["type"].as_str().or(r["level"].as_str()).unwrap())
+        .collect();
+    assert_eq!(kinds, ["platform.start", "INFO", "WARN", "platform.report"]);
+    assert_eq!(records[1]["message"], "kept 1");
+    assert_eq!(records[1]["requestId"], records[0]["record"]["requestId"]);
+
+    let levels = |application, system| {
+        p.lambda
+            .update_function_configuration()
+            .function_name("logger")
+            .logging_config(
+                LoggingConfig::builder()
+                    .application_log_level(application)
+                    .system_log_level(system)
+                    .build(),
+            )
+            .send()
+    };
+    levels(ApplicationLogLevel::Warn, SystemLogLevel::Warn)
+        .await
+        .unwrap();
+    let (_, records) = tail().await;
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["type"].as_str().or(r["level"].as_str()).unwrap())
+        .collect();
+    assert_eq!(kinds, ["WARN"], "{records:?}");
 }
