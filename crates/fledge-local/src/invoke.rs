@@ -573,6 +573,7 @@ impl Settled {
 
 pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Settled {
     let timeout = target.version.timeout;
+    let memory_size = target.version.memory_size;
     let (body, failed, logs, duration, init, status, max_memory_mb) = match outcome {
         Outcome::CouldNotStart(kind, message) => (
             error_body(&kind, &message),
@@ -584,6 +585,7 @@ pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Set
             None,
         ),
         Outcome::Ran(f) => {
+            let out_of_memory = matches!(f.result, JobResult::OutOfMemory);
             let status = match f.result {
                 JobResult::Response(_) => "success",
                 JobResult::FunctionError { .. } => "error",
@@ -629,6 +631,15 @@ pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Set
                     ),
                     true,
                 ),
+                JobResult::OutOfMemory => (
+                    error_body(
+                        "Runtime.OutOfMemory",
+                        &format!(
+                            "RequestId: {request_id} Error: Runtime exited with error: signal: killed"
+                        ),
+                    ),
+                    true,
+                ),
                 JobResult::ResponseTooLarge(limit) => (
                     error_body(
                         "Function.ResponseSizeTooLarge",
@@ -639,6 +650,12 @@ pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Set
                     true,
                 ),
             };
+            // Killed for its memory: it used all it had.
+            let max_memory_mb = if out_of_memory {
+                Some(u64::from(memory_size))
+            } else {
+                f.max_memory_mb
+            };
             (
                 body,
                 failed,
@@ -646,7 +663,7 @@ pub(crate) fn settle(target: &Target, request_id: &str, outcome: Outcome) -> Set
                 f.duration,
                 f.init_duration,
                 status,
-                f.max_memory_mb,
+                max_memory_mb,
             )
         }
     };

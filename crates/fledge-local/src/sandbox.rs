@@ -32,6 +32,8 @@ pub const MAX_STREAMED_RESPONSE: usize = 20 * 1024 * 1024;
 const MAX_LOG_LINE: usize = 256 * 1024;
 /// The folder of the data directory that holds the processes' own `/tmp`s.
 pub const SCRATCH: &str = "sandboxes";
+/// How often a process's peak memory is compared with its function's memory size.
+pub const MEMORY_CHECK: Duration = Duration::from_millis(50);
 /// How long a process may take to start and ask for its first invocation.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -89,6 +91,8 @@ pub enum JobResult {
     TimedOut,
     /// The response was larger than Lambda allows: this many bytes.
     ResponseTooLarge(usize),
+    /// The process used more memory than its function's memory size and was killed.
+    OutOfMemory,
 }
 
 /// A finished invocation with what the REPORT line needs.
@@ -126,6 +130,8 @@ struct Shared {
     spawned: Instant,
     first_next: OnceLock<Instant>,
     dead: AtomicBool,
+    /// Set when the process was killed for using more memory than it may.
+    out_of_memory: AtomicBool,
 }
 
 /// A running function process and its Runtime API.
@@ -199,6 +205,7 @@ impl Sandbox {
             spawned: Instant::now(),
             first_next: OnceLock::new(),
             dead: AtomicBool::new(false),
+            out_of_memory: AtomicBool::new(false),
         });
         let app = runtime_api(shared.clone());
         let server = tokio::spawn(async move {
@@ -230,20 +237,46 @@ impl Sandbox {
         }
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let watched = shared.clone();
+        let limit_mb = u64::from(spec.memory_size);
         tokio::spawn(async move {
+            // As Lambda's memory limit: a process whose peak resident memory passes its
+            // function's memory size is killed.
+            let over_limit = async {
+                let Some(pid) = pid else {
+                    return std::future::pending().await;
+                };
+                loop {
+                    tokio::time::sleep(MEMORY_CHECK).await;
+                    if peak_memory_mb(pid).is_some_and(|mb| mb > limit_mb) {
+                        return;
+                    }
+                }
+            };
             let status = tokio::select! {
                 status = child.wait() => status.map(|s| describe_exit(&s)).unwrap_or_else(|e| e.to_string()),
                 _ = kill_rx => {
                     let _ = child.kill().await;
                     "signal: killed".to_string()
                 }
+                () = over_limit => {
+                    watched.out_of_memory.store(true, Ordering::SeqCst);
+                    let _ = child.kill().await;
+                    "signal: killed".to_string()
+                }
             };
             watched.dead.store(true, Ordering::SeqCst);
+            let ended = || {
+                if watched.out_of_memory.load(Ordering::SeqCst) {
+                    JobResult::OutOfMemory
+                } else {
+                    JobResult::Exited(status.clone())
+                }
+            };
             if let Some(p) = watched.pending.lock().expect("sandbox lock").take() {
-                let _ = p.reply.send(JobResult::Exited(status.clone()));
+                let _ = p.reply.send(ended());
             }
             if let Some(c) = watched.current.lock().expect("sandbox lock").take() {
-                let _ = c.reply.send(JobResult::Exited(status));
+                let _ = c.reply.send(ended());
             }
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(tmp)).await;
         });

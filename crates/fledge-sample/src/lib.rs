@@ -6,12 +6,14 @@
 //! - `SAMPLE_LATENCY_MS`: how long each invocation takes (default 0);
 //! - `SAMPLE_JITTER_MS`: up to this much more, at random (default 0);
 //! - `SAMPLE_RESPONSE`: a JSON value to answer with (default: the version and the event);
+//! - `SAMPLE_LEAK_KB`: memory each invocation takes and never gives back (default 0), so
+//!   that a version leaks until it runs out of memory;
 //! - `SAMPLE_METRICS_NAMESPACE`: publish business metrics in CloudWatch's embedded metric
 //!   format under this namespace: `Orders` (1 per invocation) and `OrdersFailed` (1 when it
 //!   fails), by `Version`.
 //!
 //! The event can also steer one invocation: `{"fail": true}` fails it, `{"sleep_ms": N}`
-//! makes it take N ms, `{"exit": CODE}` ends the process mid-invocation, and
+//! makes it take N ms, `{"allocate_mb": N}` makes it hold N MB while it runs, `{"exit": CODE}` ends the process mid-invocation, and
 //! `{"stream": N}` answers with a response stream of N lines (`{"stream_gap_ms": M}` apart),
 //! as a function invoked through InvokeWithResponseStream does, and `{"scratch": NAME}` adds
 //! a line to the file NAME in the process's temporary folder (`/tmp` on Lambda) and answers
@@ -35,6 +37,7 @@ struct Settings {
     response: Option<Value>,
     version: String,
     metrics_namespace: Option<String>,
+    leak_kb: u64,
 }
 
 fn env_number(name: &str) -> f64 {
@@ -56,6 +59,7 @@ fn settings() -> Settings {
         metrics_namespace: std::env::var("SAMPLE_METRICS_NAMESPACE")
             .ok()
             .filter(|n| !n.is_empty()),
+        leak_kb: env_number("SAMPLE_LEAK_KB").max(0.0) as u64,
     }
 }
 
@@ -136,6 +140,16 @@ async fn handle(
     if let Some(code) = payload.get("exit").and_then(Value::as_i64) {
         std::process::exit(code as i32);
     }
+    // Memory really used: every byte written, so that it is resident.
+    let held = payload
+        .get("allocate_mb")
+        .and_then(Value::as_u64)
+        .map(|mb| vec![1u8; (mb as usize) << 20]);
+    if s.leak_kb > 0 {
+        static LEAKED: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+        let leak = vec![1u8; (s.leak_kb as usize) << 10];
+        LEAKED.lock().unwrap_or_else(|e| e.into_inner()).push(leak);
+    }
     let extra = if s.jitter_ms > 0 {
         (uniform() * s.jitter_ms as f64) as u64
     } else {
@@ -148,6 +162,7 @@ async fn handle(
     if !sleep.is_zero() {
         tokio::time::sleep(sleep).await;
     }
+    drop(held);
     let fail = payload
         .get("fail")
         .and_then(Value::as_bool)

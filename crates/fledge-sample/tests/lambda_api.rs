@@ -1759,3 +1759,52 @@ async fn logging_config_shapes_the_log_tail() {
         )
     );
 }
+
+/// A process that uses more memory than its function's memory size is killed, as Lambda
+/// kills it: the invocation fails with Runtime.OutOfMemory, and the platform goes on
+/// serving from a new process. A version that leaks runs out after a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_over_its_memory_size_is_killed() {
+    let p = start("memory").await;
+    p.create_sample("f", &[], 5).await;
+    let (_, error, body) = invoke(
+        &p.lambda,
+        "f:1",
+        r#"{"allocate_mb": 200, "sleep_ms": 1000}"#,
+    )
+    .await;
+    assert_eq!(error.as_deref(), Some("Unhandled"), "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errorType"], "Runtime.OutOfMemory", "{v}");
+    assert!(
+        v["errorMessage"]
+            .as_str()
+            .unwrap()
+            .ends_with("Error: Runtime exited with error: signal: killed"),
+        "{v}"
+    );
+    let (_, error, body) =
+        invoke(&p.lambda, "f:1", r#"{"allocate_mb": 40, "sleep_ms": 200}"#).await;
+    assert_eq!(error, None, "within 128 MB: {body}");
+
+    // 16 MB more for every invocation, never given back.
+    let leaking = p
+        .publish_with_env("f", &[("SAMPLE_LEAK_KB", "16384")])
+        .await;
+    let mut served = 0;
+    let mut out_of_memory = false;
+    for _ in 0..60 {
+        let (_, error, body) = invoke(&p.lambda, &format!("f:{leaking}"), "{}").await;
+        if error.is_some() {
+            assert!(body.contains("Runtime.OutOfMemory"), "{body}");
+            out_of_memory = true;
+            break;
+        }
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(out_of_memory, "a leaking version runs out of memory");
+    assert!(served >= 4, "it served a while first: {served}");
+    let (_, error, _) = invoke(&p.lambda, &format!("f:{leaking}"), "{}").await;
+    assert_eq!(error, None, "a new process serves the next invocation");
+}
