@@ -41,6 +41,7 @@ pub mod server;
 pub mod sns;
 pub mod store;
 pub mod streaming;
+pub mod urls;
 mod wire;
 
 pub use server::{Platform, PlatformConfig, RunningPlatform};

@@ -321,6 +321,17 @@ fn router(platform: Arc<Platform>) -> Router {
             post(add_fault).get(list_faults).delete(clear_faults),
         )
         .route("/_fledge/code/{file}", get(code_zip))
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            post(crate::urls::create)
+                .get(crate::urls::get)
+                .put(crate::urls::update)
+                .delete(crate::urls::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", get(crate::urls::list))
+        .route("/_fledge/url/{id}", any(crate::urls::serve_root))
+        .route("/_fledge/url/{id}/", any(crate::urls::serve_root))
+        .route("/_fledge/url/{id}/{*path}", any(crate::urls::serve))
         .route("/{*rest}", any(control::unsupported))
         .layer(axum::extract::DefaultBodyLimit::max(70 * 1024 * 1024))
         .with_state(platform)

@@ -246,6 +246,24 @@ pub struct Function {
     /// Resource-based policies, by qualifier as given (`""` for the unqualified function).
     #[serde(default)]
     pub policies: BTreeMap<String, Policy>,
+    /// Function URLs, by qualifier (`""` for the unqualified function, an alias's name).
+    #[serde(default)]
+    pub urls: BTreeMap<String, UrlConfig>,
+}
+
+/// A function URL's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UrlConfig {
+    /// The URL's own id: 32 lowercase letters and digits.
+    pub id: String,
+    /// `NONE` or `AWS_IAM`.
+    pub auth_type: String,
+    /// Lambda's `Cors` object, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<serde_json::Value>,
+    pub invoke_mode: String,
+    pub created_ms: u64,
+    pub modified_ms: u64,
 }
 
 /// PutFunctionEventInvokeConfig's options for one qualifier; unset ones are Lambda's
@@ -576,6 +594,7 @@ impl Store {
                 event_invoke: BTreeMap::new(),
                 tags: new.tags,
                 policies: BTreeMap::new(),
+                urls: BTreeMap::new(),
             };
             if new.publish {
                 let published = publish(&mut function, None, None, None)?;
@@ -901,6 +920,143 @@ impl Store {
         })
     }
 
+    // ---- function URLs ----
+
+    /// Checks that `qualifier` (`None`, `$LATEST` or an alias) may have a URL and exists;
+    /// answers the key its URL is kept under.
+    fn url_key(
+        &self,
+        function: Option<&Function>,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<String, LambdaError> {
+        match qualifier {
+            None | Some("$LATEST") => {
+                function.ok_or_else(|| self.not_found(name, None))?;
+                Ok(String::new())
+            }
+            Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => Err(LambdaError::validation(
+                q,
+                "qualifier",
+                "Member must satisfy regular expression pattern: ((?!^\\d+$)^[0-9a-zA-Z-_]+$)",
+            )),
+            Some(q) => {
+                self.check_qualifier(function, name, q)?;
+                Ok(q.to_owned())
+            }
+        }
+    }
+
+    /// Gives `qualifier` a URL (CreateFunctionUrlConfig).
+    pub fn create_url(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        auth_type: String,
+        cors: Option<serde_json::Value>,
+        invoke_mode: String,
+    ) -> Result<UrlConfig, LambdaError> {
+        let arn = self.policy_resource(name, qualifier);
+        self.write(name, |functions| {
+            let key = self.url_key(functions.get(name), name, qualifier)?;
+            let function = functions.get_mut(name).expect("checked");
+            if function.urls.contains_key(&key) {
+                return Err(LambdaError::new(
+                    fledge_core::lambda::ErrorType::ResourceConflict,
+                    format!("Failed to create function url config for [functionArn = {arn}]. Error message:  FunctionUrlConfig exists for this Lambda function"),
+                ));
+            }
+            let now = now_ms();
+            let config = UrlConfig {
+                id: uuid().replace('-', ""),
+                auth_type,
+                cors,
+                invoke_mode,
+                created_ms: now,
+                modified_ms: now,
+            };
+            function.urls.insert(key, config.clone());
+            Ok(config)
+        })
+    }
+
+    /// Changes what is given of a URL's configuration (UpdateFunctionUrlConfig).
+    pub fn update_url(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+        auth_type: Option<String>,
+        cors: Option<serde_json::Value>,
+        invoke_mode: Option<String>,
+    ) -> Result<UrlConfig, LambdaError> {
+        self.write(name, |functions| {
+            let key = self.url_key(functions.get(name), name, qualifier)?;
+            let function = functions.get_mut(name).expect("checked");
+            let config = function.urls.get_mut(&key).ok_or_else(no_such_resource)?;
+            if let Some(v) = auth_type {
+                config.auth_type = v;
+            }
+            if let Some(v) = cors {
+                config.cors = Some(v);
+            }
+            if let Some(v) = invoke_mode {
+                config.invoke_mode = v;
+            }
+            config.modified_ms = now_ms();
+            Ok(config.clone())
+        })
+    }
+
+    /// The URL configuration of `qualifier`.
+    pub fn url(&self, name: &str, qualifier: Option<&str>) -> Result<UrlConfig, LambdaError> {
+        self.read(|functions| {
+            let key = self.url_key(functions.get(name), name, qualifier)?;
+            functions[name]
+                .urls
+                .get(&key)
+                .cloned()
+                .ok_or_else(no_such_resource)
+        })
+    }
+
+    pub fn delete_url(&self, name: &str, qualifier: Option<&str>) -> Result<(), LambdaError> {
+        self.write(name, |functions| {
+            let key = self.url_key(functions.get(name), name, qualifier)?;
+            let function = functions.get_mut(name).expect("checked");
+            function
+                .urls
+                .remove(&key)
+                .map(|_| ())
+                .ok_or_else(no_such_resource)
+        })
+    }
+
+    /// Every URL of function `name`, with the qualifier it is on (`""`: none).
+    pub fn urls(&self, name: &str) -> Result<Vec<(String, UrlConfig)>, LambdaError> {
+        self.read(|functions| {
+            let function = functions
+                .get(name)
+                .ok_or_else(|| self.not_found(name, None))?;
+            Ok(function
+                .urls
+                .iter()
+                .map(|(q, c)| (q.clone(), c.clone()))
+                .collect())
+        })
+    }
+
+    /// The function and qualifier whose URL has id `id`.
+    pub fn find_url(&self, id: &str) -> Option<(String, String, UrlConfig)> {
+        self.read(|functions| {
+            functions.values().find_map(|f| {
+                f.urls
+                    .iter()
+                    .find(|(_, c)| c.id == id)
+                    .map(|(q, c)| (f.name.clone(), q.clone(), c.clone()))
+            })
+        })
+    }
+
     // ---- asynchronous invocation ----
 
     /// Sets the asynchronous-invocation options of `qualifier` (`None` is `$LATEST`): all of
@@ -1098,6 +1254,7 @@ impl Store {
             function.aliases.remove(alias);
             function.event_invoke.remove(alias);
             function.policies.remove(alias);
+            function.urls.remove(alias);
             Ok(())
         })
     }
@@ -1172,6 +1329,11 @@ fn publish(
 }
 
 /// Whether `q` (`$LATEST`, a version number, an alias name) names something of `function`.
+/// Lambda's answer for a policy or URL configuration that does not exist.
+fn no_such_resource() -> LambdaError {
+    LambdaError::not_found("The resource you requested does not exist.")
+}
+
 fn qualifier_exists(function: &Function, q: &str) -> bool {
     q == "$LATEST"
         || q.parse::<u64>()

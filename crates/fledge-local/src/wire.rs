@@ -72,6 +72,16 @@ pub fn lambda_timestamp(ms: u64) -> String {
     )
 }
 
+/// The common log format's time, as function URL events carry it: `12/Mar/2020:19:03:58 +0000`.
+pub fn clf_time(ms: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s) = civil(ms / 1000);
+    let month = MONTHS[(mo as usize).clamp(1, 12) - 1];
+    format!("{d:02}/{month}/{y:04}:{h:02}:{mi:02}:{s:02} +0000")
+}
+
 /// ISO 8601 in UTC with milliseconds, as the query protocol writes timestamps:
 /// `2020-04-10T19:06:32.563Z`.
 pub fn iso8601(ms: u64) -> String {
@@ -128,6 +138,12 @@ mod tests {
             xml_escape(r#"<a b="c">'&'</a>"#),
             "&lt;a b=&quot;c&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn clf_time_is_the_common_log_format() {
+        // 2020-03-12T19:03:58Z
+        assert_eq!(clf_time(1_584_039_838_000), "12/Mar/2020:19:03:58 +0000");
     }
 
     #[test]
