@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::server::Platform;
 use crate::store::{
     Alias, ConfigChange, EventInvokeConfig, Function, FunctionVersion, LoggingChange, NewFunction,
+    within,
 };
 use crate::wire::ApiError;
 
@@ -873,22 +874,6 @@ impl EventInvokeInput {
             last_modified_ms: 0,
         })
     }
-}
-
-/// `n` if it is in `min..=max`, else the validation error Lambda gives for `field`.
-fn within(n: i64, field: &str, min: i64, max: i64) -> Result<u32, LambdaError> {
-    let bound = if n < min {
-        format!("greater than or equal to {min}")
-    } else if n > max {
-        format!("less than or equal to {max}")
-    } else {
-        return Ok(n as u32);
-    };
-    Err(LambdaError::validation(
-        &n.to_string(),
-        field,
-        &format!("Member must have value {bound}"),
-    ))
 }
 
 /// `FunctionEventInvokeConfig` as Lambda renders it.

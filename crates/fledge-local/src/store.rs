@@ -131,25 +131,18 @@ impl Logging {
     /// Levels need the JSON format: given with Text they are refused, and kept ones are
     /// dropped when the format becomes Text.
     pub fn changed(&self, change: LoggingChange) -> Result<Logging, LambdaError> {
-        let enumerated = |value: &Option<String>, field: &str, allowed: &[&str]| match value {
-            Some(v) if !allowed.contains(&v.as_str()) => Err(LambdaError::validation(
-                v,
-                field,
-                &format!(
-                    "Member must satisfy enum value set: [{}]",
-                    allowed.join(", ")
-                ),
-            )),
-            _ => Ok(()),
-        };
-        enumerated(&change.format, "loggingConfig.logFormat", &["JSON", "Text"])?;
-        enumerated(
-            &change.application_level,
+        check_enum(
+            change.format.as_deref(),
+            "loggingConfig.logFormat",
+            &["JSON", "Text"],
+        )?;
+        check_enum(
+            change.application_level.as_deref(),
             "loggingConfig.applicationLogLevel",
             &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"],
         )?;
-        enumerated(
-            &change.system_level,
+        check_enum(
+            change.system_level.as_deref(),
             "loggingConfig.systemLogLevel",
             &["DEBUG", "INFO", "WARN"],
         )?;
@@ -1383,61 +1376,59 @@ fn check_role(role: &str) -> Result<(), LambdaError> {
 }
 
 fn check_timeout(t: u32) -> Result<u32, LambdaError> {
-    match t {
-        0 => Err(LambdaError::validation(
-            "0",
-            "timeout",
-            "Member must have value greater than or equal to 1",
-        )),
-        901.. => Err(LambdaError::validation(
-            &t.to_string(),
-            "timeout",
-            "Member must have value less than or equal to 900",
-        )),
-        _ => Ok(t),
-    }
+    within(i64::from(t), "timeout", 1, 900)
 }
 
 fn check_ephemeral_storage(size: u32) -> Result<u32, LambdaError> {
-    match size {
-        ..512 => Err(LambdaError::validation(
-            &size.to_string(),
-            "ephemeralStorage.size",
-            "Member must have value greater than or equal to 512",
-        )),
-        10241.. => Err(LambdaError::validation(
-            &size.to_string(),
-            "ephemeralStorage.size",
-            "Member must have value less than or equal to 10240",
-        )),
-        _ => Ok(size),
-    }
+    within(i64::from(size), "ephemeralStorage.size", 512, 10240)
 }
 
 fn check_tracing_mode(mode: String) -> Result<String, LambdaError> {
-    match mode.as_str() {
-        "Active" | "PassThrough" => Ok(mode),
-        _ => Err(LambdaError::validation(
-            &mode,
-            "tracingConfig.mode",
-            "Member must satisfy enum value set: [Active, PassThrough]",
-        )),
-    }
+    check_enum(
+        Some(&mode),
+        "tracingConfig.mode",
+        &["Active", "PassThrough"],
+    )?;
+    Ok(mode)
 }
 
 fn check_memory(m: u32) -> Result<u32, LambdaError> {
-    match m {
-        ..128 => Err(LambdaError::validation(
-            &m.to_string(),
-            "memorySize",
-            "Member must have value greater than or equal to 128",
+    within(i64::from(m), "memorySize", 128, 10240)
+}
+
+/// `n` if it is in `min..=max`, else the validation error Lambda gives for `field`.
+pub(crate) fn within(n: i64, field: &str, min: i64, max: i64) -> Result<u32, LambdaError> {
+    let bound = if n < min {
+        format!("greater than or equal to {min}")
+    } else if n > max {
+        format!("less than or equal to {max}")
+    } else {
+        return Ok(n as u32);
+    };
+    Err(LambdaError::validation(
+        &n.to_string(),
+        field,
+        &format!("Member must have value {bound}"),
+    ))
+}
+
+/// `value`, if given, one of the model's `allowed` values for `field`, or AWS's validation
+/// message.
+pub(crate) fn check_enum(
+    value: Option<&str>,
+    field: &str,
+    allowed: &[&str],
+) -> Result<(), LambdaError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(LambdaError::validation(
+            v,
+            field,
+            &format!(
+                "Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ),
         )),
-        10241.. => Err(LambdaError::validation(
-            &m.to_string(),
-            "memorySize",
-            "Member must have value less than or equal to 10240",
-        )),
-        _ => Ok(m),
+        _ => Ok(()),
     }
 }
 

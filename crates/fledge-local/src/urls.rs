@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use crate::control::Answer;
 use crate::invoke::{Outcome, resolve, run_with_id, settle, sticky_of};
 use crate::server::Platform;
-use crate::store::UrlConfig;
+use crate::store::{UrlConfig, check_enum};
 use crate::wire::{clf_time, iso8601, now_ms, uuid};
 
 /// The most a request body to a URL may be, as on Lambda.
@@ -47,25 +47,11 @@ struct UrlInput {
     invoke_mode: Option<String>,
 }
 
-fn check_enum(value: &Option<String>, field: &str, allowed: &[&str]) -> Result<(), LambdaError> {
-    match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(LambdaError::validation(
-            v,
-            field,
-            &format!(
-                "Member must satisfy enum value set: [{}]",
-                allowed.join(", ")
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
 impl UrlInput {
     fn check(&self) -> Result<(), LambdaError> {
-        check_enum(&self.auth_type, "authType", &["NONE", "AWS_IAM"])?;
+        check_enum(self.auth_type.as_deref(), "authType", &["NONE", "AWS_IAM"])?;
         check_enum(
-            &self.invoke_mode,
+            self.invoke_mode.as_deref(),
             "invokeMode",
             &["BUFFERED", "RESPONSE_STREAM"],
         )?;
