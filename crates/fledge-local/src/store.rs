@@ -800,6 +800,21 @@ impl Store {
         }
     }
 
+    /// Function `name`, to change, if it exists and has `qualifier` (if one is given).
+    fn with_qualifier_mut<'a>(
+        &self,
+        functions: &'a mut BTreeMap<String, Function>,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<&'a mut Function, LambdaError> {
+        if let Some(q) = qualifier {
+            self.check_qualifier(functions.get(name), name, q)?;
+        }
+        functions
+            .get_mut(name)
+            .ok_or_else(|| self.not_found(name, None))
+    }
+
     /// Adds `statement` to the policy of `qualifier` (`None`: the function's own). Answers
     /// the policy's resource and the statement.
     pub fn add_permission(
@@ -811,12 +826,7 @@ impl Store {
     ) -> Result<(String, Statement), LambdaError> {
         let resource = self.policy_resource(name, qualifier);
         self.write(name, |functions| {
-            if let Some(q) = qualifier {
-                self.check_qualifier(functions.get(name), name, q)?;
-            }
-            let function = functions
-                .get_mut(name)
-                .ok_or_else(|| self.not_found(name, None))?;
+            let function = self.with_qualifier_mut(functions, name, qualifier)?;
             let policy = function
                 .policies
                 .entry(qualifier.unwrap_or_default().to_owned())
@@ -886,12 +896,7 @@ impl Store {
         revision_id: Option<&str>,
     ) -> Result<(), LambdaError> {
         self.write(name, |functions| {
-            if let Some(q) = qualifier {
-                self.check_qualifier(functions.get(name), name, q)?;
-            }
-            let function = functions
-                .get_mut(name)
-                .ok_or_else(|| self.not_found(name, None))?;
+            let function = self.with_qualifier_mut(functions, name, qualifier)?;
             let missing = || {
                 LambdaError::not_found(format!("Statement {id} is not found in resource policy."))
             };
