@@ -256,8 +256,9 @@ pub async fn serve(
     };
     let mut response = match invoked {
         Ok(response) => response,
+        // A throttle, as Invoke answers it (what Lambda's URLs answer is unverified).
         Err(e) if e.kind == ErrorType::TooManyRequests => {
-            message(StatusCode::SERVICE_UNAVAILABLE, "Rate Exceeded.")
+            message(StatusCode::TOO_MANY_REQUESTS, "Rate Exceeded.")
         }
         Err(e) if e.kind == ErrorType::ResourceNotFound => {
             message(StatusCode::NOT_FOUND, &e.message)
