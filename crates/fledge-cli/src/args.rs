@@ -168,14 +168,17 @@ pub struct PromoteArgs {
 #[command(
     after_help = "Point the AWS CLI or an SDK at it with --endpoint-url http://ADDR (any credentials, region us-east-1).\n\
 Admin endpoints: PUT /_fledge/routing/{function}/{alias} ({\"mode\":\"exact\"} or {\"mode\":\"sticky\",\"key\":{\"header\":\"x-user-id\"}}),\n\
-POST|GET|DELETE /_fledge/faults ({\"operation\":\"UpdateAlias\",\"status\":429,\"count\":3})."
+POST|GET|DELETE /_fledge/faults ({\"operation\":\"UpdateAlias\",\"status\":429,\"count\":3}),\n\
+GET /_fledge/sns/messages (what SNS topics took, and how each delivery went).\n\
+Function URLs (aws lambda create-function-url-config) are served at http://ADDR/_fledge/url/ID/."
 )]
 pub struct LocalArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9001")]
     pub addr: String,
-    /// Where functions, versions, aliases, tags, code, metrics (the last 3 hours), alarms,
-    /// SNS topics and queued asynchronous events persist.
+    /// Where functions, versions, aliases, tags, policies, function URLs, code, metrics (the
+    /// last 3 hours), alarms, SNS topics and subscriptions, and queued asynchronous events
+    /// persist; each function process's /tmp is under it while the process runs.
     #[arg(long, default_value = ".fledge/local")]
     pub data_dir: std::path::PathBuf,
     /// Seed for alias routing and fault injection (repeatable runs).
