@@ -843,8 +843,8 @@ struct EventInvokeInput {
 }
 
 impl EventInvokeInput {
-    /// Lambda's ranges (0–2 retries, 60–21600 s); destinations are refused, since fledge
-    /// local would not deliver to them.
+    /// Lambda's ranges (0–2 retries, 60–21600 s), and destinations fledge local can send
+    /// to (an empty one removes it).
     fn check(self) -> Result<EventInvokeConfig, LambdaError> {
         let retries = self
             .maximum_retry_attempts
@@ -854,34 +854,59 @@ impl EventInvokeInput {
             .maximum_event_age_in_seconds
             .map(|n| within(n, "maximumEventAgeInSeconds", 60, 21600))
             .transpose()?;
-        let destinations: Vec<&str> = ["OnSuccess", "OnFailure"]
-            .iter()
-            .filter_map(|k| {
-                self.destination_config.as_ref()?[k]["Destination"]
-                    .as_str()
-                    .filter(|d| !d.is_empty())
-            })
-            .collect();
-        if !destinations.is_empty() {
-            return Err(LambdaError::invalid_parameter(format!(
-                "fledge local does not send invocation records to destinations ({}); leave DestinationConfig out",
-                destinations.join(", ")
-            )));
-        }
+        let destination = |k: &str| -> Result<Option<String>, LambdaError> {
+            let Some(d) = self.destination_config.as_ref().and_then(|c| c.get(k)) else {
+                return Ok(None);
+            };
+            let arn = d["Destination"].as_str().unwrap_or_default();
+            check_destination(arn)?;
+            Ok(Some(arn.to_owned()))
+        };
+        let on_success = destination("OnSuccess")?;
+        let on_failure = destination("OnFailure")?;
         Ok(EventInvokeConfig {
             maximum_retry_attempts: retries,
             maximum_event_age_in_seconds: age,
             last_modified_ms: 0,
+            on_success,
+            on_failure,
         })
+    }
+}
+
+/// A destination for invocation records: an SNS topic or a Lambda function (version or
+/// alias), by ARN; an empty one removes the destination.
+fn check_destination(arn: &str) -> Result<(), LambdaError> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let well_formed = parts.len() >= 6 && parts[0] == "arn" && parts[1].starts_with("aws");
+    match parts.get(2) {
+        _ if arn.is_empty() => Ok(()),
+        Some(&"sns") if well_formed && parts.len() == 6 => Ok(()),
+        Some(&"lambda") if well_formed && parts[5] == "function" && parts.len() <= 8 => Ok(()),
+        Some(service @ (&"sqs" | &"events" | &"s3")) if well_formed => {
+            Err(LambdaError::invalid_parameter(format!(
+                "fledge local sends invocation records to SNS topics and Lambda functions, not to {service}: {arn}"
+            )))
+        }
+        _ => Err(LambdaError::invalid_parameter(format!(
+            "The destination ARN {arn} is invalid: give an SNS topic's or a Lambda function's ARN"
+        ))),
     }
 }
 
 /// `FunctionEventInvokeConfig` as Lambda renders it.
 fn event_invoke_json(qualified_arn: &str, c: &EventInvokeConfig) -> Value {
+    let destination = |d: &Option<String>| match d {
+        Some(arn) => json!({"Destination": arn}),
+        None => json!({}),
+    };
     let mut v = json!({
         "FunctionArn": qualified_arn,
         "LastModified": c.last_modified_ms as f64 / 1000.0,
-        "DestinationConfig": {"OnSuccess": {}, "OnFailure": {}},
+        "DestinationConfig": {
+            "OnSuccess": destination(&c.on_success),
+            "OnFailure": destination(&c.on_failure),
+        },
     });
     if let Some(n) = c.maximum_retry_attempts {
         v["MaximumRetryAttempts"] = n.into();

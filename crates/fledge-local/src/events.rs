@@ -20,9 +20,8 @@ use base64::Engine;
 use fledge_core::lambda::{ErrorType, FunctionRef, LambdaError, NameKind};
 use serde::{Deserialize, Serialize};
 
-use crate::invoke::{Outcome, Target, resolve, run_with_id, sticky_of};
+use crate::invoke::{Target, resolve, run_with_id, settle, sticky_of};
 use crate::metrics::{AsyncSample, SeriesKey};
-use crate::sandbox::{Finished, JobResult};
 use crate::server::Platform;
 use crate::wire::{now_ms, uuid};
 
@@ -183,13 +182,15 @@ async fn run(platform: Arc<Platform>, mut event: Event, target: Option<Target>) 
         // The platform stopped: the event stays on disk and is resumed at the next start.
         _ = stopping.wait_for(|stopped| *stopped) => return,
     };
-    if let Err(why) = tried {
+    if let Err(ended) = &tried {
         tracing::info!(
-            "asynchronous event {} for {} dropped: {why}",
+            "asynchronous event {} for {} dropped: {}",
             event.request_id,
-            event.function
+            event.function,
+            ended.why
         );
     }
+    send_record(&platform, &event, tried);
     if let Err(e) = std::fs::remove_file(file(&folder, &event.request_id)) {
         tracing::warn!(
             "could not forget asynchronous event {}: {e}",
@@ -198,15 +199,46 @@ async fn run(platform: Arc<Platform>, mut event: Event, target: Option<Target>) 
     }
 }
 
-/// Tries `event` until it runs (`Ok`) or is given up on (`Err`, saying why; the
-/// `AsyncEventsDropped` metric is recorded when the function is known).
+/// How an event's last try went, for its invocation record.
+struct Tried {
+    /// The version that ran it.
+    executed: String,
+    /// The function's answer: its response, or its error in Lambda's shape.
+    payload: Bytes,
+    function_error: bool,
+}
+
+/// Why an event was given up on.
+struct GivenUp {
+    why: String,
+    /// Lambda's `condition` for an invocation record (`RetriesExhausted`,
+    /// `EventAgeExceeded`); `None` when no record is sent (the function is gone, say).
+    condition: Option<&'static str>,
+    /// Its last try, if it ran.
+    last: Option<Tried>,
+}
+
+impl GivenUp {
+    fn without_record(why: String) -> GivenUp {
+        GivenUp {
+            why,
+            condition: None,
+            last: None,
+        }
+    }
+}
+
+/// Tries `event` until it runs (`Ok`, with its answer) or is given up on (`Err`, saying
+/// why; the `AsyncEventsDropped` metric is recorded when the function is known).
 async fn tries(
     platform: &Platform,
     folder: &Path,
     event: &mut Event,
     mut target: Option<Target>,
-) -> Result<(), String> {
-    let reference = event.reference().map_err(|e| e.message)?;
+) -> Result<Tried, GivenUp> {
+    let reference = event
+        .reference()
+        .map_err(|e| GivenUp::without_record(e.message))?;
     let (payload, headers) = (event.payload(), event.headers());
     let qualifier = reference
         .qualifier
@@ -228,6 +260,12 @@ async fn tries(
         .maximum_event_age_in_seconds
         .map_or(ASYNC_MAX_AGE, |s| Duration::from_secs(s.into()));
     let mut throttle_backoff = Duration::from_secs(1);
+    let mut last: Option<Tried> = None;
+    let too_old = |last: Option<Tried>, why: String| GivenUp {
+        why,
+        condition: Some("EventAgeExceeded"),
+        last,
+    };
     if event.failures > 0 {
         // Resumed after a restart while waiting for a retry: it is due the retry delay
         // after the try that failed, not at once.
@@ -237,12 +275,12 @@ async fn tries(
     }
     loop {
         if event.age() > max_age {
-            return Err(format!("it is older than {max_age:?}"));
+            return Err(too_old(last, format!("it is older than {max_age:?}")));
         }
         let routed = match target.take() {
             Some(t) => t,
             None => resolve(platform, &reference, sticky_of(&headers, &payload))
-                .map_err(|e| e.message)?,
+                .map_err(|e| GivenUp::without_record(e.message))?,
         };
         let series = series_of(&routed);
         let metric = |sample| {
@@ -262,10 +300,6 @@ async fn tries(
         )
         .await;
         let wait = match outcome {
-            Ok(Outcome::Ran(Finished {
-                result: JobResult::Response(_),
-                ..
-            })) => return Ok(()),
             Err(e) if e.kind == ErrorType::TooManyRequests => {
                 let wait = throttle_backoff;
                 throttle_backoff = (throttle_backoff * 2).min(THROTTLE_BACKOFF_MAX);
@@ -273,14 +307,28 @@ async fn tries(
             }
             Err(e) => {
                 metric(AsyncSample::Dropped);
-                return Err(e.message);
+                return Err(GivenUp::without_record(e.message));
             }
-            Ok(_) => {
+            Ok(outcome) => {
+                let settled = settle(&routed, &event.request_id, outcome);
+                let tried = Tried {
+                    executed: routed.version.version.to_string(),
+                    payload: settled.body,
+                    function_error: settled.failed,
+                };
+                if !tried.function_error {
+                    return Ok(tried);
+                }
+                last = Some(tried);
                 event.failures += 1;
                 event.last_failure_ms = now_ms();
                 if event.failures > retries {
                     metric(AsyncSample::Dropped);
-                    return Err(format!("its function failed {} times", event.failures));
+                    return Err(GivenUp {
+                        why: format!("its function failed {} times", event.failures),
+                        condition: Some("RetriesExhausted"),
+                        last,
+                    });
                 }
                 if let Err(e) = save(folder, event) {
                     tracing::warn!(
@@ -293,7 +341,7 @@ async fn tries(
         };
         if event.age() + wait > max_age {
             metric(AsyncSample::Dropped);
-            return Err(format!("it would be older than {max_age:?}"));
+            return Err(too_old(last, format!("it would be older than {max_age:?}")));
         }
         tokio::time::sleep(wait).await;
     }
@@ -308,4 +356,109 @@ fn retry_delay(platform: &Platform, failures: usize) -> Duration {
         .get(failures.saturating_sub(1))
         .copied()
         .unwrap_or(Duration::from_secs(120))
+}
+
+/// Sends the invocation record of an event that ran, or was given up on, to the
+/// destination its qualifier's options name, as Lambda does.
+fn send_record(platform: &Arc<Platform>, event: &Event, ended: Result<Tried, GivenUp>) {
+    let Ok(reference) = event.reference() else {
+        return;
+    };
+    let qualifier = reference
+        .qualifier
+        .as_ref()
+        .map_or("$LATEST".to_owned(), |q| q.to_string());
+    let options = platform.store.read(|functions| {
+        functions
+            .get(&reference.name)
+            .and_then(|f| f.event_invoke.get(&qualifier))
+            .cloned()
+    });
+    let Some(options) = options else {
+        return;
+    };
+    let (destination, condition, tried, count) = match &ended {
+        Ok(tried) => (
+            &options.on_success,
+            "Success",
+            Some(tried),
+            event.failures + 1,
+        ),
+        Err(GivenUp {
+            condition: Some(condition),
+            last,
+            ..
+        }) => (
+            &options.on_failure,
+            *condition,
+            last.as_ref(),
+            event.failures,
+        ),
+        Err(_) => return,
+    };
+    let Some(destination) = destination else {
+        return;
+    };
+    let function_arn = format!(
+        "{}:{qualifier}",
+        platform.store.function_arn(&reference.name)
+    );
+    let as_json = |bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into()))
+    };
+    let mut record = serde_json::json!({
+        "version": "1.0",
+        "timestamp": crate::wire::iso8601(now_ms()),
+        "requestContext": {
+            "requestId": event.request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": count,
+        },
+        "requestPayload": as_json(&event.payload()),
+    });
+    if let Some(tried) = tried {
+        let mut response =
+            serde_json::json!({"statusCode": 200, "executedVersion": tried.executed});
+        if tried.function_error {
+            response["functionError"] = serde_json::json!("Unhandled");
+        }
+        record["responseContext"] = response;
+        record["responsePayload"] = as_json(&tried.payload);
+    }
+    let sent = if destination.starts_with("arn:aws:sns:") {
+        platform
+            .sns
+            .publish_from(platform, destination, &record.to_string())
+    } else {
+        invoke_async(platform, destination, Bytes::from(record.to_string())).map_err(|e| e.message)
+    };
+    if let Err(e) = sent {
+        tracing::warn!(
+            "the invocation record of asynchronous event {} could not go to {destination}: {e}",
+            event.request_id
+        );
+        if let Ok(target) = resolve(platform, &reference, |_| None) {
+            platform.metrics.record_async(
+                series_of(&target),
+                now_ms(),
+                AsyncSample::DestinationFailed,
+            );
+        }
+    }
+}
+
+/// Invokes the function `arn` names (a version or an alias, routed) asynchronously with
+/// `payload`, as AWS's services invoke functions.
+pub(crate) fn invoke_async(
+    platform: &Arc<Platform>,
+    arn: &str,
+    payload: Bytes,
+) -> Result<(), LambdaError> {
+    let reference = FunctionRef::parse(arn, NameKind::Namespaced)?;
+    reference.check_region(&platform.store.region)?;
+    let headers = HeaderMap::new();
+    let target = resolve(platform, &reference, sticky_of(&headers, &payload))?;
+    accept(platform, reference, payload, &headers, target)
 }

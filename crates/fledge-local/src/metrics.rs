@@ -38,6 +38,8 @@ pub struct Second {
     /// Asynchronous events accepted, and dropped without a successful run.
     pub async_received: u64,
     pub async_dropped: u64,
+    /// Invocation records that could not be sent to their destination.
+    pub destination_failures: u64,
     /// How long each asynchronous try had waited since its event was accepted (ms).
     async_age: Summary,
     duration: Summary,
@@ -88,6 +90,7 @@ impl Second {
         self.throttles += o.throttles;
         self.async_received += o.async_received;
         self.async_dropped += o.async_dropped;
+        self.destination_failures += o.destination_failures;
         self.async_age.merge(&o.async_age);
         self.duration.merge(&o.duration);
         self.concurrency.merge(&o.concurrency);
@@ -127,7 +130,7 @@ impl Statistic {
 }
 
 /// The metrics Lambda publishes that fledge local records.
-pub const METRICS: [&str; 8] = [
+pub const METRICS: [&str; 9] = [
     "Invocations",
     "Errors",
     "Throttles",
@@ -136,6 +139,7 @@ pub const METRICS: [&str; 8] = [
     "AsyncEventsReceived",
     "AsyncEventAge",
     "AsyncEventsDropped",
+    "DestinationDeliveryFailures",
 ];
 
 /// Every invocation's numbers, by second.
@@ -254,6 +258,8 @@ struct StoredSecond {
     #[serde(default)]
     async_dropped: u64,
     #[serde(default)]
+    destination_failures: u64,
+    #[serde(default)]
     async_age: Summary,
     #[serde(default)]
     duration: Summary,
@@ -276,6 +282,7 @@ impl StoredSecond {
             throttles: s.throttles,
             async_received: s.async_received,
             async_dropped: s.async_dropped,
+            destination_failures: s.destination_failures,
             async_age: s.async_age,
             duration: s.duration,
             concurrency: s.concurrency,
@@ -295,6 +302,7 @@ impl StoredSecond {
             throttles: self.throttles,
             async_received: self.async_received,
             async_dropped: self.async_dropped,
+            destination_failures: self.destination_failures,
             async_age: self.async_age,
             duration: self.duration,
             concurrency: self.concurrency,
@@ -336,6 +344,8 @@ pub enum AsyncSample {
     Age(f64),
     /// Given up on without a successful run.
     Dropped,
+    /// Its invocation record could not be sent to its destination.
+    DestinationFailed,
 }
 
 impl Metrics {
@@ -348,6 +358,7 @@ impl Metrics {
             AsyncSample::Received => point.async_received += 1,
             AsyncSample::Age(ms) => point.async_age.add(ms),
             AsyncSample::Dropped => point.async_dropped += 1,
+            AsyncSample::DestinationFailed => point.destination_failures += 1,
         }
     }
 
@@ -713,6 +724,9 @@ impl Aggregate {
                 counter(s.async_dropped, s.async_dropped)
             }
             "AsyncEventAge" if s.async_age.count > 0 => summary(&s.async_age, None),
+            "DestinationDeliveryFailures" if s.destination_failures > 0 => {
+                counter(s.destination_failures, s.destination_failures)
+            }
             _ => return None,
         };
         Some(agg)

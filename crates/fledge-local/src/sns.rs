@@ -575,6 +575,23 @@ impl Sns {
         Ok(format!("<MessageId>{message_id}</MessageId>"))
     }
 
+    /// Publishes `message` to topic `arn` on behalf of another service here (a function's
+    /// destination), and sends it on to the topic's subscribers.
+    pub fn publish_from(
+        &self,
+        platform: &Arc<Platform>,
+        arn: &str,
+        message: &str,
+    ) -> Result<(), String> {
+        let mut outgoing = Vec::new();
+        self.publish(Some(arn), None, Some(message), &mut outgoing)
+            .map_err(|e| e.message)?;
+        for out in outgoing {
+            tokio::spawn(deliver(platform.clone(), out));
+        }
+        Ok(())
+    }
+
     /// Messages published to `topic` (a name or an ARN), or to every topic.
     pub fn messages(&self, topic: Option<&str>) -> Vec<Published> {
         let messages = self.messages.lock().expect("messages lock");
@@ -677,7 +694,6 @@ fn invoke_function(
     out: &Outgoing,
 ) -> Result<(), fledge_core::lambda::LambdaError> {
     use fledge_core::lambda::{FunctionRef, NameKind};
-    let payload = axum::body::Bytes::from(lambda_event(platform, out).to_string());
     let reference = FunctionRef::parse(&out.subscription.endpoint, NameKind::Namespaced)?;
     reference.check_region(&platform.store.region)?;
     let qualifier = reference.qualifier.as_ref().map(|q| q.to_string());
@@ -705,13 +721,8 @@ fn invoke_function(
             ),
         ));
     }
-    let headers = axum::http::HeaderMap::new();
-    let target = crate::invoke::resolve(
-        platform,
-        &reference,
-        crate::invoke::sticky_of(&headers, &payload),
-    )?;
-    crate::events::accept(platform, reference, payload, &headers, target)
+    let payload = axum::body::Bytes::from(lambda_event(platform, out).to_string());
+    crate::events::invoke_async(platform, &out.subscription.endpoint, payload)
 }
 
 /// The body and headers of a POST to an HTTP subscriber.

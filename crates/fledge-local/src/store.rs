@@ -266,6 +266,13 @@ pub struct EventInvokeConfig {
     pub maximum_retry_attempts: Option<u32>,
     pub maximum_event_age_in_seconds: Option<u32>,
     pub last_modified_ms: u64,
+    /// Where the invocation record of an event that ran goes (an SNS topic's or a
+    /// function's ARN). In a change, `Some("")` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
+    /// Where the invocation record of an event given up on goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
 }
 
 impl Function {
@@ -1081,7 +1088,11 @@ impl Store {
                 config.maximum_event_age_in_seconds = change
                     .maximum_event_age_in_seconds
                     .or(config.maximum_event_age_in_seconds);
+                config.on_success = change.on_success.or(config.on_success.take());
+                config.on_failure = change.on_failure.or(config.on_failure.take());
             }
+            config.on_success = config.on_success.take().filter(|d| !d.is_empty());
+            config.on_failure = config.on_failure.take().filter(|d| !d.is_empty());
             config.last_modified_ms = now_ms();
             Ok((format!("{}:{q}", self.function_arn(name)), config.clone()))
         })

@@ -501,3 +501,165 @@ async fn the_aws_sns_tutorial_runs_with_the_aws_cli() {
     }
     assert_eq!(invocations, 1.0, "the function ran once for the message");
 }
+
+/// Asynchronous invocations send their invocation records to their destinations, as
+/// Lambda does: an SNS topic (here read by an HTTP subscriber) or another function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_get_invocation_records() {
+    use aws_sdk_lambda::types::{DestinationConfig, InvocationType, OnFailure, OnSuccess};
+    let p = common::start_in(common::temp_dir("destinations"), |c| {
+        c.async_retry_delays = vec![
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_millis(100),
+        ];
+    })
+    .await;
+    let sns = sns_client(&p.endpoint);
+    let topic = create_topic(&sns, "outcomes").await;
+    let (url, mut posts) = http_sink().await;
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("http")
+        .endpoint(&url)
+        .send()
+        .await
+        .unwrap();
+    let (_, confirmation) = next_post(&mut posts).await;
+    sns.confirm_subscription()
+        .topic_arn(&topic)
+        .token(confirmation["Token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    p.create_sample("worker", &[], 3).await;
+    let failing = p
+        .publish_with_env("worker", &[("SAMPLE_ERROR_RATE", "1")])
+        .await;
+    p.create_sample("recorder", &[], 3).await;
+    let recorder_arn = p
+        .lambda
+        .get_function()
+        .function_name("recorder")
+        .send()
+        .await
+        .unwrap()
+        .configuration()
+        .unwrap()
+        .function_arn()
+        .unwrap()
+        .to_owned();
+    let e = p
+        .lambda
+        .put_function_event_invoke_config()
+        .function_name("worker")
+        .destination_config(
+            DestinationConfig::builder()
+                .on_success(OnSuccess::builder().destination("nonsense").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameterValueException"));
+    let to = |qualifier: &str, success: Option<&str>, failure: Option<&str>| {
+        let mut config = DestinationConfig::builder();
+        if let Some(d) = success {
+            config = config.on_success(OnSuccess::builder().destination(d).build());
+        }
+        if let Some(d) = failure {
+            config = config.on_failure(OnFailure::builder().destination(d).build());
+        }
+        p.lambda
+            .put_function_event_invoke_config()
+            .function_name("worker")
+            .qualifier(qualifier)
+            .maximum_retry_attempts(1)
+            .destination_config(config.build())
+            .send()
+    };
+    let shown = to("1", Some(&topic), None).await.unwrap();
+    assert_eq!(
+        shown
+            .destination_config()
+            .and_then(|d| d.on_success())
+            .and_then(|s| s.destination()),
+        Some(topic.as_str())
+    );
+    to(&failing, None, Some(&topic)).await.unwrap();
+    p.lambda
+        .create_alias()
+        .function_name("worker")
+        .name("stable")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    to("stable", Some(&recorder_arn), None).await.unwrap();
+
+    let event = |qualified: String, payload: &'static str| {
+        p.lambda
+            .invoke()
+            .function_name(qualified)
+            .invocation_type(InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+            .send()
+    };
+    event("worker:1".into(), r#"{"order": 1}"#).await.unwrap();
+    event(format!("worker:{failing}"), r#"{"order": 2}"#)
+        .await
+        .unwrap();
+    event("worker:stable".into(), r#"{"order": 3}"#)
+        .await
+        .unwrap();
+
+    let mut records = Vec::new();
+    for _ in 0..2 {
+        let (_, notification) = next_post(&mut posts).await;
+        let record: serde_json::Value =
+            serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
+        records.push(record);
+    }
+    records.sort_by_key(|r| r["requestPayload"]["order"].as_i64());
+    let [success, failure] = &records[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        success["requestContext"]["condition"], "Success",
+        "{success}"
+    );
+    assert_eq!(success["requestContext"]["approximateInvokeCount"], 1);
+    assert!(
+        success["requestContext"]["functionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":function:worker:1"),
+        "{success}"
+    );
+    assert_eq!(success["responseContext"]["executedVersion"], "1");
+    assert_eq!(success["responsePayload"]["version"], "1");
+    assert_eq!(
+        failure["requestContext"]["condition"], "RetriesExhausted",
+        "{failure}"
+    );
+    assert_eq!(failure["requestContext"]["approximateInvokeCount"], 2);
+    assert_eq!(failure["responseContext"]["functionError"], "Unhandled");
+    assert!(
+        failure["responsePayload"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("sample failure"),
+        "{failure}"
+    );
+
+    // The function destination was invoked with the record of the alias's event.
+    let mut ran = 0.0;
+    for _ in 0..200 {
+        ran = common::invocations_and_errors(&p, "recorder").await.0;
+        if ran == 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ran, 1.0, "the recorder got the success record");
+}
