@@ -58,7 +58,7 @@ pub fn configuration(platform: &Platform, name: &str, v: &FunctionVersion) -> Va
         Version::Latest => arn,
         Version::Number(n) => format!("{arn}:{n}"),
     };
-    json!({
+    let mut config = json!({
         "FunctionName": name,
         "FunctionArn": function_arn,
         "Runtime": v.runtime,
@@ -81,7 +81,11 @@ pub fn configuration(platform: &Platform, name: &str, v: &FunctionVersion) -> Va
         "EphemeralStorage": {"Size": v.ephemeral_storage},
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         "LoggingConfig": logging_json(name, &v.logging),
-    })
+    });
+    if let Some(arn) = &v.dead_letter_target {
+        config["DeadLetterConfig"] = json!({"TargetArn": arn});
+    }
+    config
 }
 
 fn logging_json(function: &str, l: &crate::store::Logging) -> Value {
@@ -173,6 +177,13 @@ struct Kept {
     ephemeral_storage: Option<SizeInput>,
     tracing_config: Option<ModeInput>,
     logging_config: Option<LoggingInput>,
+    dead_letter_config: Option<TargetInput>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct TargetInput {
+    target_arn: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -201,6 +212,8 @@ struct KeptChange {
     ephemeral_storage: Option<u32>,
     tracing_mode: Option<String>,
     logging: Option<LoggingChange>,
+    /// `Some("")` removes the dead-letter target.
+    dead_letter_target: Option<String>,
 }
 
 impl Kept {
@@ -225,10 +238,19 @@ impl Kept {
             system_level: l.system_log_level,
             log_group: l.log_group,
         });
+        let dead_letter_target = self
+            .dead_letter_config
+            .map(|d| d.target_arn.unwrap_or_default());
+        if let Some(arn) = &dead_letter_target
+            && !arn.is_empty()
+        {
+            check_dead_letter_target(arn)?;
+        }
         Ok(KeptChange {
             ephemeral_storage: size,
             tracing_mode: self.tracing_config.and_then(|t| t.mode),
             logging,
+            dead_letter_target,
         })
     }
 }
@@ -239,7 +261,6 @@ impl Kept {
 #[serde(rename_all = "PascalCase", default)]
 struct Unavailable {
     layers: Option<Vec<String>>,
-    dead_letter_config: Option<Value>,
     file_system_configs: Option<Vec<Value>>,
 }
 
@@ -248,17 +269,6 @@ impl Unavailable {
         if self.layers.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(LambdaError::invalid_parameter(
                 "fledge local has no layers: bundle what the layer provides into the function's own zip, and give no Layers",
-            ));
-        }
-        if self
-            .dead_letter_config
-            .as_ref()
-            .and_then(|d| d.get("TargetArn"))
-            .and_then(Value::as_str)
-            .is_some_and(|arn| !arn.is_empty())
-        {
-            return Err(LambdaError::invalid_parameter(
-                "fledge local delivers no dead-letter queue messages: give no DeadLetterConfig (failed asynchronous events are counted in AsyncEventsDropped and logged)",
             ));
         }
         if self
@@ -312,6 +322,7 @@ pub async fn create_function(State(p): State<Arc<Platform>>, bytes: Bytes) -> An
         ephemeral_storage: kept.ephemeral_storage,
         tracing_mode: kept.tracing_mode,
         logging: kept.logging,
+        dead_letter_target: kept.dead_letter_target,
         zip,
         publish: input.publish,
         tags: input.tags.unwrap_or_default(),
@@ -568,6 +579,7 @@ pub async fn update_configuration(
         ephemeral_storage: kept.ephemeral_storage,
         tracing_mode: kept.tracing_mode,
         logging: kept.logging,
+        dead_letter_target: kept.dead_letter_target,
         revision_id: input.revision_id,
     };
     let v = p.store.update_configuration(&r.name, change)?;
@@ -871,6 +883,20 @@ impl EventInvokeInput {
             on_success,
             on_failure,
         })
+    }
+}
+
+/// A dead-letter target: an SNS topic here (there is no SQS).
+fn check_dead_letter_target(arn: &str) -> Result<(), LambdaError> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.get(2) {
+        Some(&"sns") if parts.len() == 6 && parts[0] == "arn" => Ok(()),
+        Some(&"sqs") => Err(LambdaError::invalid_parameter(format!(
+            "fledge local has no SQS queues: give an SNS topic's ARN as the DeadLetterConfig target, or none ({arn})"
+        ))),
+        _ => Err(LambdaError::invalid_parameter(format!(
+            "The dead-letter target {arn} is not an SNS topic's or an SQS queue's ARN"
+        ))),
     }
 }
 

@@ -9,6 +9,9 @@
 //! - An event older than its maximum age (by default [`ASYNC_MAX_AGE`]) is dropped.
 //! - The invoked qualifier's PutFunctionEventInvokeConfig options set both; each try routes
 //!   an alias afresh.
+//! - When an event has run, or is given up on, its invocation record goes to the
+//!   qualifier's `OnSuccess` or `OnFailure` destination (an SNS topic or a function), and
+//!   a given-up event's payload to its version's dead-letter topic.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -190,6 +193,11 @@ async fn run(platform: Arc<Platform>, mut event: Event, target: Option<Target>) 
             ended.why
         );
     }
+    if let Err(given_up) = &tried
+        && given_up.condition.is_some()
+    {
+        send_to_dead_letter(&platform, &event, given_up);
+    }
     send_record(&platform, &event, tried);
     if let Err(e) = std::fs::remove_file(file(&folder, &event.request_id)) {
         tracing::warn!(
@@ -203,6 +211,8 @@ async fn run(platform: Arc<Platform>, mut event: Event, target: Option<Target>) 
 struct Tried {
     /// The version that ran it.
     executed: String,
+    /// That version's dead-letter target.
+    dead_letter: Option<String>,
     /// The function's answer: its response, or its error in Lambda's shape.
     payload: Bytes,
     function_error: bool,
@@ -313,6 +323,7 @@ async fn tries(
                 let settled = settle(&routed, &event.request_id, outcome);
                 let tried = Tried {
                     executed: routed.version.version.to_string(),
+                    dead_letter: routed.version.dead_letter_target.clone(),
                     payload: settled.body,
                     function_error: settled.failed,
                 };
@@ -446,6 +457,33 @@ fn send_record(platform: &Arc<Platform>, event: &Event, ended: Result<Tried, Giv
                 AsyncSample::DestinationFailed,
             );
         }
+    }
+}
+
+/// Publishes a given-up event's payload to its version's dead-letter topic, as Lambda sends
+/// it to a dead-letter queue.
+fn send_to_dead_letter(platform: &Arc<Platform>, event: &Event, given_up: &GivenUp) {
+    let target = match &given_up.last {
+        Some(tried) => tried.dead_letter.clone(),
+        // It never ran (throttled until too old): the version it would run.
+        None => event.reference().ok().and_then(|r| {
+            resolve(platform, &r, |_| None)
+                .ok()
+                .and_then(|t| t.version.dead_letter_target.clone())
+        }),
+    };
+    let Some(topic) = target else {
+        return;
+    };
+    let payload = event.payload();
+    if let Err(e) = platform
+        .sns
+        .publish_from(platform, &topic, &String::from_utf8_lossy(&payload))
+    {
+        tracing::warn!(
+            "asynchronous event {} could not go to its dead-letter topic {topic}: {e}",
+            event.request_id
+        );
     }
 }
 

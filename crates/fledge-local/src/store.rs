@@ -64,6 +64,9 @@ pub struct FunctionVersion {
     /// `LoggingConfig`.
     #[serde(default)]
     pub logging: Logging,
+    /// `DeadLetterConfig.TargetArn`: the SNS topic a failed asynchronous event goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_target: Option<String>,
     pub code_sha256: String,
     pub code_size: u64,
     /// Hex SHA-256 of the package: the folder under `code/` it is unpacked in.
@@ -86,6 +89,7 @@ impl FunctionVersion {
             self.ephemeral_storage,
             &self.tracing_mode,
             &self.logging,
+            &self.dead_letter_target,
             &self.code_sha256,
         )
     }
@@ -314,6 +318,7 @@ pub struct NewFunction {
     pub ephemeral_storage: Option<u32>,
     pub tracing_mode: Option<String>,
     pub logging: Option<LoggingChange>,
+    pub dead_letter_target: Option<String>,
     pub zip: Option<Vec<u8>>,
     pub publish: bool,
     pub tags: BTreeMap<String, String>,
@@ -371,6 +376,8 @@ pub struct ConfigChange {
     pub ephemeral_storage: Option<u32>,
     pub tracing_mode: Option<String>,
     pub logging: Option<LoggingChange>,
+    /// `Some("")` removes the target.
+    pub dead_letter_target: Option<String>,
     pub revision_id: Option<String>,
 }
 
@@ -571,6 +578,7 @@ impl Store {
             ephemeral_storage,
             tracing_mode,
             logging,
+            dead_letter_target: new.dead_letter_target.filter(|t| !t.is_empty()),
             code_sha256,
             code_size,
             code_id,
@@ -737,6 +745,9 @@ impl Store {
             }
             if let Some(change) = change.logging {
                 latest.logging = latest.logging.changed(change)?;
+            }
+            if let Some(target) = change.dead_letter_target {
+                latest.dead_letter_target = Some(target).filter(|t| !t.is_empty());
             }
             latest.last_modified = lambda_timestamp(now_ms());
             latest.revision_id = uuid();

@@ -503,7 +503,8 @@ async fn the_aws_sns_tutorial_runs_with_the_aws_cli() {
 }
 
 /// Asynchronous invocations send their invocation records to their destinations, as
-/// Lambda does: an SNS topic (here read by an HTTP subscriber) or another function.
+/// Lambda does: an SNS topic (here read by an HTTP subscriber) or another function; and a
+/// failed event goes to its version's dead-letter topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destinations_get_invocation_records() {
     use aws_sdk_lambda::types::{DestinationConfig, InvocationType, OnFailure, OnSuccess};
@@ -533,9 +534,34 @@ async fn destinations_get_invocation_records() {
         .unwrap();
 
     p.create_sample("worker", &[], 3).await;
+    // The failing version also has a dead-letter topic.
+    let dead = create_topic(&sns, "dead").await;
+    p.lambda
+        .update_function_configuration()
+        .function_name("worker")
+        .dead_letter_config(
+            aws_sdk_lambda::types::DeadLetterConfig::builder()
+                .target_arn(&dead)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let failing = p
         .publish_with_env("worker", &[("SAMPLE_ERROR_RATE", "1")])
         .await;
+    let config = p
+        .lambda
+        .get_function_configuration()
+        .function_name("worker")
+        .qualifier(&failing)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        config.dead_letter_config().and_then(|d| d.target_arn()),
+        Some(dead.as_str())
+    );
     p.create_sample("recorder", &[], 3).await;
     let recorder_arn = p
         .lambda
@@ -651,6 +677,20 @@ async fn destinations_get_invocation_records() {
             .contains("sample failure"),
         "{failure}"
     );
+
+    // The failed event itself went to the failing version's dead-letter topic.
+    let mut dead_letters = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (_, body) = p.admin("GET", "/_fledge/sns/messages?topic=dead", "").await;
+        dead_letters = serde_json::from_str(&body).unwrap();
+        if !dead_letters["messages"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let dead_letters = dead_letters["messages"].as_array().unwrap();
+    assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
+    assert_eq!(dead_letters[0]["message"], r#"{"order": 2}"#);
 
     // The function destination was invoked with the record of the alias's event.
     let mut ran = 0.0;
