@@ -439,9 +439,12 @@ fn send_record(platform: &Arc<Platform>, event: &Event, ended: Result<Tried, Giv
         record["responsePayload"] = as_json(&tried.payload);
     }
     let sent = if destination.starts_with("arn:aws:sns:") {
-        platform
-            .sns
-            .publish_from(platform, destination, &record.to_string())
+        platform.sns.publish_from(
+            platform,
+            destination,
+            &record.to_string(),
+            crate::sns::Attributes::new(),
+        )
     } else {
         invoke_async(platform, destination, Bytes::from(record.to_string())).map_err(|e| e.message)
     };
@@ -475,11 +478,34 @@ fn send_to_dead_letter(platform: &Arc<Platform>, event: &Event, given_up: &Given
     let Some(topic) = target else {
         return;
     };
+    // What Lambda adds to a dead-letter message: the request, the response's status code,
+    // and the first KB of the error's message.
+    let error_message = given_up
+        .last
+        .as_ref()
+        .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t.payload).ok())
+        .and_then(|e| e["errorMessage"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| given_up.why.clone());
+    let cut = (0..=error_message.len().min(1024))
+        .rev()
+        .find(|i| error_message.is_char_boundary(*i))
+        .unwrap_or(0);
+    let attribute = |value: &str| crate::sns::Attribute {
+        data_type: "String".into(),
+        value: value.to_owned(),
+    };
+    let attributes = crate::sns::Attributes::from([
+        ("RequestID".to_owned(), attribute(&event.request_id)),
+        ("ErrorCode".to_owned(), attribute("200")),
+        ("ErrorMessage".to_owned(), attribute(&error_message[..cut])),
+    ]);
     let payload = event.payload();
-    if let Err(e) = platform
-        .sns
-        .publish_from(platform, &topic, &String::from_utf8_lossy(&payload))
-    {
+    if let Err(e) = platform.sns.publish_from(
+        platform,
+        &topic,
+        &String::from_utf8_lossy(&payload),
+        attributes,
+    ) {
         tracing::warn!(
             "asynchronous event {} could not go to its dead-letter topic {topic}: {e}",
             event.request_id

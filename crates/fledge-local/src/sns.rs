@@ -39,6 +39,76 @@ const PENDING: &str = "PendingConfirmation";
 /// ListSubscriptions' page size.
 const PAGE: usize = 100;
 
+/// A message attribute: its data type (`String`, `Number`, `Binary`, `String.Array`, or one
+/// of those with a custom suffix) and its value (base64 for `Binary`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Attribute {
+    pub data_type: String,
+    pub value: String,
+}
+
+/// Message attributes by name.
+pub type Attributes = BTreeMap<String, Attribute>;
+
+/// At most this many attributes per message, as on SNS.
+const MAX_ATTRIBUTES: usize = 10;
+
+/// The `MessageAttributes.entry.N.*` members of a Publish request.
+fn read_attributes(form: &[(String, String)]) -> Result<Attributes, SnsError> {
+    let get = |key: String| form.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+    let mut attributes = Attributes::new();
+    for n in 1.. {
+        let entry = format!("MessageAttributes.entry.{n}");
+        let Some(name) = get(format!("{entry}.Name")) else {
+            break;
+        };
+        let data_type = get(format!("{entry}.Value.DataType")).unwrap_or_default();
+        let base = data_type.split('.').next().unwrap_or_default();
+        if !matches!(base, "String" | "Number" | "Binary") {
+            return Err(invalid(format!(
+                "Invalid parameter: MessageAttributes: the attribute {name} has data type '{data_type}'; give String, Number or Binary (optionally with a custom suffix)"
+            )));
+        }
+        let value = if base == "Binary" {
+            get(format!("{entry}.Value.BinaryValue"))
+        } else {
+            get(format!("{entry}.Value.StringValue"))
+        }
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            invalid(format!(
+                "Invalid parameter: MessageAttributes: the attribute {name} must contain a non-empty value of its type {data_type}"
+            ))
+        })?;
+        if name.is_empty() || name.len() > 256 {
+            return Err(invalid(
+                "Invalid parameter: MessageAttributes: a name has 1 to 256 characters",
+            ));
+        }
+        attributes.insert(name, Attribute { data_type, value });
+        if attributes.len() > MAX_ATTRIBUTES {
+            return Err(invalid(format!(
+                "Invalid parameter: MessageAttributes: a message has at most {MAX_ATTRIBUTES} attributes"
+            )));
+        }
+    }
+    Ok(attributes)
+}
+
+/// Attributes as SNS shows them in a notification: `{name: {Type, Value}}`.
+fn attributes_json(attributes: &Attributes) -> serde_json::Value {
+    attributes
+        .iter()
+        .map(|(name, a)| {
+            (
+                name.clone(),
+                serde_json::json!({"Type": a.data_type, "Value": a.value}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// A message as published, and how its deliveries went.
 #[derive(Clone, Debug, Serialize)]
 pub struct Published {
@@ -47,6 +117,7 @@ pub struct Published {
     pub subject: Option<String>,
     pub message: String,
     pub at: i64,
+    pub attributes: Attributes,
     pub deliveries: Vec<Delivery>,
 }
 
@@ -118,6 +189,7 @@ pub enum OutgoingKind {
         subject: Option<String>,
         message: String,
         at_ms: u64,
+        attributes: Attributes,
     },
 }
 
@@ -231,12 +303,15 @@ impl Sns {
             "CreateTopic" => self.create_topic(get("Name")),
             "DeleteTopic" => self.delete_topic(get("TopicArn")),
             "ListTopics" => Ok(self.list_topics()),
-            "Publish" => self.publish(
-                get("TopicArn").or(get("TargetArn")),
-                get("Subject"),
-                get("Message"),
-                &mut outgoing,
-            ),
+            "Publish" => read_attributes(form).and_then(|attributes| {
+                self.publish(
+                    get("TopicArn").or(get("TargetArn")),
+                    get("Subject"),
+                    get("Message"),
+                    attributes,
+                    &mut outgoing,
+                )
+            }),
             "Subscribe" => self.subscribe(
                 get("TopicArn"),
                 get("Protocol"),
@@ -513,6 +588,7 @@ impl Sns {
         arn: Option<&str>,
         subject: Option<&str>,
         message: Option<&str>,
+        attributes: Attributes,
         outgoing: &mut Vec<Outgoing>,
     ) -> Result<String, SnsError> {
         let arn = arn.ok_or_else(|| {
@@ -557,6 +633,7 @@ impl Sns {
                 subject: subject.map(str::to_owned),
                 message: message.to_owned(),
                 at_ms,
+                attributes: attributes.clone(),
             },
         }));
         let mut messages = self.messages.lock().expect("messages lock");
@@ -567,6 +644,7 @@ impl Sns {
             subject: subject.map(str::to_owned),
             message: message.to_owned(),
             at: at_ms as i64,
+            attributes,
             deliveries,
         });
         while kept.len() > KEPT {
@@ -582,9 +660,10 @@ impl Sns {
         platform: &Arc<Platform>,
         arn: &str,
         message: &str,
+        attributes: Attributes,
     ) -> Result<(), String> {
         let mut outgoing = Vec::new();
-        self.publish(Some(arn), None, Some(message), &mut outgoing)
+        self.publish(Some(arn), None, Some(message), attributes, &mut outgoing)
             .map_err(|e| e.message)?;
         for out in outgoing {
             tokio::spawn(deliver(platform.clone(), out));
@@ -649,6 +728,7 @@ fn lambda_event(platform: &Platform, out: &Outgoing) -> serde_json::Value {
         subject,
         message,
         at_ms,
+        attributes,
     } = &out.kind
     else {
         return serde_json::Value::Null;
@@ -669,7 +749,7 @@ fn lambda_event(platform: &Platform, out: &Outgoing) -> serde_json::Value {
             "Signature": UNSIGNED,
             "SigningCertUrl": "",
             "UnsubscribeUrl": unsubscribe_url(platform, s),
-            "MessageAttributes": {},
+            "MessageAttributes": attributes_json(attributes),
         },
     }]})
 }
@@ -748,6 +828,7 @@ fn http_message(platform: &Platform, out: &Outgoing) -> (serde_json::Value, &'st
             subject,
             message,
             at_ms,
+            attributes,
         } => {
             let mut body = serde_json::json!({
                 "Type": "Notification",
@@ -762,6 +843,9 @@ fn http_message(platform: &Platform, out: &Outgoing) -> (serde_json::Value, &'st
             });
             if let Some(subject) = subject {
                 body["Subject"] = serde_json::json!(subject);
+            }
+            if !attributes.is_empty() {
+                body["MessageAttributes"] = attributes_json(attributes);
             }
             (body, "Notification")
         }

@@ -306,9 +306,28 @@ async fn subscribers_get_what_is_published() {
         .send()
         .await
         .unwrap();
+    let attribute = |data_type: &str, value: &str| {
+        aws_sdk_sns::types::MessageAttributeValue::builder()
+            .data_type(data_type)
+            .string_value(value)
+            .build()
+            .unwrap()
+    };
+    let e = sns
+        .publish()
+        .topic_arn(&topic)
+        .message("order 2")
+        .message_attributes("kind", attribute("Text", "order"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameter"));
+    assert!(e.message().unwrap_or_default().contains("'Text'"), "{e:?}");
     sns.publish()
         .topic_arn(&topic)
         .message("order 2")
+        .message_attributes("kind", attribute("String", "order"))
+        .message_attributes("amount", attribute("Number", "12.5"))
         .send()
         .await
         .unwrap();
@@ -330,6 +349,14 @@ async fn subscribers_get_what_is_published() {
     assert_eq!(first["Message"], r#"{"fail": true}"#);
     assert_eq!(first["Subject"], "order 1");
     assert_eq!(second["Message"], "order 2");
+    assert_eq!(
+        second["MessageAttributes"],
+        serde_json::json!({
+            "amount": {"Type": "Number", "Value": "12.5"},
+            "kind": {"Type": "String", "Value": "order"},
+        })
+    );
+    assert!(first.get("MessageAttributes").is_none(), "{first}");
     assert!(second.get("Subject").is_none(), "{second}");
 
     // The function was invoked through its alias, once per message, and the message
@@ -691,6 +718,19 @@ async fn destinations_get_invocation_records() {
     let dead_letters = dead_letters["messages"].as_array().unwrap();
     assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
     assert_eq!(dead_letters[0]["message"], r#"{"order": 2}"#);
+    let attributes = &dead_letters[0]["attributes"];
+    assert_eq!(attributes["ErrorCode"]["value"], "200");
+    assert!(
+        attributes["ErrorMessage"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("sample failure"),
+        "{attributes}"
+    );
+    assert_eq!(
+        attributes["RequestID"]["value"],
+        failure["requestContext"]["requestId"]
+    );
 
     // The function destination was invoked with the record of the alias's event.
     let mut ran = 0.0;
