@@ -39,6 +39,7 @@ pub mod sandbox;
 pub mod scale;
 pub mod server;
 pub mod sns;
+mod sns_filter;
 pub mod store;
 pub mod streaming;
 pub mod urls;

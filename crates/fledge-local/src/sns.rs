@@ -11,6 +11,9 @@
 //!   notifications once it is confirmed (ConfirmSubscription, or a GET of its
 //!   `SubscribeURL`). A notification is a POST of SNS's JSON with its `x-amz-sns-*`
 //!   headers; a failed one is retried 3 times, 20 s apart (SNS's default HTTP policy).
+//! - Message attributes travel with a message. A subscription's `FilterPolicy` (on its
+//!   attributes, or on its JSON body with `FilterPolicyScope` `MessageBody`) chooses what
+//!   it gets, and `RawMessageDelivery` hands an HTTP endpoint the message itself.
 //! - Messages are not signed: `Signature` holds no signature.
 //!
 //! Topics and subscriptions persist in `sns.json`; published messages are kept in memory
@@ -160,9 +163,92 @@ pub struct Subscription {
     /// Set until an HTTP endpoint confirms: the token it must give back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// `FilterPolicy`: which messages it receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_policy: Option<serde_json::Value>,
+    /// `FilterPolicyScope` is `MessageBody` (not `MessageAttributes`).
+    #[serde(default)]
+    pub filter_on_body: bool,
+    /// `RawMessageDelivery`: an HTTP endpoint gets the message itself, not SNS's JSON.
+    #[serde(default)]
+    pub raw: bool,
 }
 
 impl Subscription {
+    /// Sets one of the subscription's attributes, as Subscribe and SetSubscriptionAttributes
+    /// do.
+    fn set_attribute(&mut self, name: &str, value: &str) -> Result<(), SnsError> {
+        match name {
+            "FilterPolicy" if value.is_empty() => self.filter_policy = None,
+            "FilterPolicy" => {
+                let policy: serde_json::Value = serde_json::from_str(value).map_err(|e| {
+                    invalid(format!("Invalid parameter: FilterPolicy: not JSON: {e}"))
+                })?;
+                crate::sns_filter::check(&policy)
+                    .map_err(|why| invalid(format!("Invalid parameter: FilterPolicy: {why}")))?;
+                self.filter_policy = Some(policy);
+            }
+            "FilterPolicyScope" => {
+                self.filter_on_body = match value {
+                    "MessageAttributes" => false,
+                    "MessageBody" => true,
+                    other => {
+                        return Err(invalid(format!(
+                            "Invalid parameter: FilterPolicyScope: '{other}' is neither MessageAttributes nor MessageBody"
+                        )));
+                    }
+                }
+            }
+            "RawMessageDelivery" => {
+                self.raw = match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(invalid(format!(
+                            "Invalid parameter: RawMessageDelivery: '{value}' is neither true nor false"
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "Invalid parameter: AttributeName: fledge local applies FilterPolicy, FilterPolicyScope and RawMessageDelivery, not {other}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a message with this body and these attributes passes the filter policy.
+    fn wants(&self, message: &str, attributes: &Attributes) -> bool {
+        let Some(serde_json::Value::Object(policy)) = &self.filter_policy else {
+            return true;
+        };
+        let document = if self.filter_on_body {
+            match serde_json::from_str(message) {
+                Ok(body) => body,
+                Err(_) => return false,
+            }
+        } else {
+            attributes
+                .iter()
+                .filter_map(|(name, a)| {
+                    let value = match a.data_type.split('.').next() {
+                        Some("Number") => serde_json::json!(a.value.parse::<f64>().ok()?),
+                        Some("String") if a.data_type == "String.Array" => {
+                            serde_json::from_str(&a.value).ok()?
+                        }
+                        Some("String") => serde_json::json!(a.value),
+                        _ => return None,
+                    };
+                    Some((name.clone(), value))
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        crate::sns_filter::matches(policy, &document)
+    }
+
     fn listed_arn(&self) -> &str {
         if self.token.is_some() {
             PENDING
@@ -253,6 +339,20 @@ fn not_found(message: &str) -> SnsError {
     }
 }
 
+/// The `NAME.entry.N.key`/`.value` members of a query-protocol map.
+fn entries(form: &[(String, String)], name: &str) -> Vec<(String, String)> {
+    let get = |key: String| form.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+    (1..)
+        .map_while(|n| {
+            let key = get(format!("{name}.entry.{n}.key"))?;
+            Some((
+                key,
+                get(format!("{name}.entry.{n}.value")).unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
 fn form_encode(value: &str) -> String {
     serde_urlencoded::to_string([("", value)])
         .map(|s| s[1..].to_owned())
@@ -316,10 +416,17 @@ impl Sns {
                 get("TopicArn"),
                 get("Protocol"),
                 get("Endpoint"),
+                &entries(form, "Attributes"),
                 get("ReturnSubscriptionArn") == Some("true"),
                 endpoint,
                 &mut outgoing,
             ),
+            "SetSubscriptionAttributes" => self.set_subscription_attribute(
+                get("SubscriptionArn"),
+                get("AttributeName"),
+                get("AttributeValue").unwrap_or_default(),
+            ),
+            "GetSubscriptionAttributes" => self.subscription_attributes(get("SubscriptionArn")),
             "ConfirmSubscription" => self.confirm(get("TopicArn"), get("Token")),
             "Unsubscribe" => self.unsubscribe(get("SubscriptionArn")),
             "ListSubscriptions" => self.list_subscriptions(None, get("NextToken")),
@@ -331,7 +438,7 @@ impl Sns {
                 status: StatusCode::BAD_REQUEST,
                 code: "InvalidAction",
                 message: format!(
-                    "The action {other} is not valid for this web service. fledge local's SNS answers CreateTopic, DeleteTopic, ListTopics, Publish, Subscribe, ConfirmSubscription, Unsubscribe, ListSubscriptions and ListSubscriptionsByTopic."
+                    "The action {other} is not valid for this web service. fledge local's SNS answers CreateTopic, DeleteTopic, ListTopics, Publish, Subscribe, ConfirmSubscription, Unsubscribe, ListSubscriptions, ListSubscriptionsByTopic, SetSubscriptionAttributes and GetSubscriptionAttributes."
                 ),
             }),
         };
@@ -355,6 +462,7 @@ impl Sns {
         topic: Option<&str>,
         protocol: Option<&str>,
         endpoint: Option<&str>,
+        attributes: &[(String, String)],
         return_arn: bool,
         own_endpoint: &str,
         outgoing: &mut Vec<Outgoing>,
@@ -398,13 +506,19 @@ impl Sns {
             // Subscribing again is no change, as on SNS; a pending one is asked again.
             Some(s) => s.clone(),
             None => {
-                let s = Subscription {
+                let mut s = Subscription {
                     arn: format!("{topic}:{}", uuid()),
                     topic_arn: topic.to_owned(),
                     protocol: protocol.to_owned(),
                     endpoint: endpoint.to_owned(),
                     token: (protocol != "lambda").then(|| uuid().replace('-', "")),
+                    filter_policy: None,
+                    filter_on_body: false,
+                    raw: false,
                 };
+                for (name, value) in attributes {
+                    s.set_attribute(name, value)?;
+                }
                 topics.subscriptions.insert(s.arn.clone(), s.clone());
                 self.save(&topics)?;
                 s
@@ -456,6 +570,57 @@ impl Sns {
             "<SubscriptionArn>{}</SubscriptionArn>",
             escape(&arn)
         ))
+    }
+
+    fn set_subscription_attribute(
+        &self,
+        arn: Option<&str>,
+        name: Option<&str>,
+        value: &str,
+    ) -> Result<String, SnsError> {
+        let arn = arn.ok_or_else(|| invalid("Invalid parameter: SubscriptionArn"))?;
+        let name = name.ok_or_else(|| invalid("Invalid parameter: AttributeName"))?;
+        let mut topics = self.topics.lock().expect("topics lock");
+        let subscription = topics
+            .subscriptions
+            .get_mut(arn)
+            .ok_or_else(|| not_found("Subscription does not exist"))?;
+        subscription.set_attribute(name, value)?;
+        self.save(&topics)?;
+        Ok(String::new())
+    }
+
+    fn subscription_attributes(&self, arn: Option<&str>) -> Result<String, SnsError> {
+        let arn = arn.ok_or_else(|| invalid("Invalid parameter: SubscriptionArn"))?;
+        let topics = self.topics.lock().expect("topics lock");
+        let s = topics
+            .subscriptions
+            .get(arn)
+            .ok_or_else(|| not_found("Subscription does not exist"))?;
+        let mut attributes = vec![
+            ("SubscriptionArn", s.arn.clone()),
+            ("TopicArn", s.topic_arn.clone()),
+            ("Protocol", s.protocol.clone()),
+            ("Endpoint", s.endpoint.clone()),
+            ("Owner", self.account.clone()),
+            ("PendingConfirmation", s.token.is_some().to_string()),
+            ("ConfirmationWasAuthenticated", "false".to_owned()),
+            ("RawMessageDelivery", s.raw.to_string()),
+        ];
+        if let Some(policy) = &s.filter_policy {
+            attributes.push(("FilterPolicy", policy.to_string()));
+            let scope = if s.filter_on_body {
+                "MessageBody"
+            } else {
+                "MessageAttributes"
+            };
+            attributes.push(("FilterPolicyScope", scope.to_owned()));
+        }
+        let entries: String = attributes
+            .iter()
+            .map(|(k, v)| format!("<entry><key>{k}</key><value>{}</value></entry>", escape(v)))
+            .collect();
+        Ok(format!("<Attributes>{entries}</Attributes>"))
     }
 
     fn unsubscribe(&self, arn: Option<&str>) -> Result<String, SnsError> {
@@ -623,6 +788,7 @@ impl Sns {
             .subscriptions
             .values()
             .filter(|s| s.topic_arn == arn && s.token.is_none())
+            .filter(|s| s.wants(message, &attributes))
             .cloned()
             .collect();
         let deliveries = subscribers.iter().map(Delivery::starting).collect();
@@ -860,6 +1026,11 @@ async fn post_until_delivered(
     let s = &out.subscription;
     let (body, kind) = http_message(platform, out);
     let notification = kind == "Notification";
+    // With RawMessageDelivery, an endpoint gets the message itself.
+    let body = match (&out.kind, s.raw) {
+        (OutgoingKind::Notification { message, .. }, true) => message.clone(),
+        _ => body.to_string(),
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
@@ -885,7 +1056,7 @@ async fn post_until_delivered(
             .header("x-amz-sns-message-type", kind)
             .header("x-amz-sns-message-id", &out.message_id)
             .header("x-amz-sns-topic-arn", &s.topic_arn)
-            .body(body.to_string());
+            .body(body.clone());
         if notification {
             request = request.header("x-amz-sns-subscription-arn", &s.arn);
         }

@@ -743,3 +743,130 @@ async fn destinations_get_invocation_records() {
     }
     assert_eq!(ran, 1.0, "the recorder got the success record");
 }
+
+/// A subscription's filter policy chooses the messages it gets, by their attributes or by
+/// their JSON body, and raw delivery hands an endpoint the message itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_policies_choose_what_a_subscriber_gets() {
+    let p = start("sns-filters").await;
+    let sns = sns_client(&p.endpoint);
+    let topic = create_topic(&sns, "orders").await;
+    let (url, mut posts) = http_sink().await;
+    let e = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("http")
+        .endpoint(&url)
+        .attributes("FilterPolicy", r#"{"kind": "order"}"#)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameter"));
+    assert!(
+        e.message().unwrap_or_default().contains("FilterPolicy"),
+        "{e:?}"
+    );
+    let subscription = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("http")
+        .endpoint(&url)
+        .attributes(
+            "FilterPolicy",
+            r#"{"kind": ["order"], "amount": [{"numeric": [">", 10]}]}"#,
+        )
+        .attributes("RawMessageDelivery", "true")
+        .return_subscription_arn(true)
+        .send()
+        .await
+        .unwrap()
+        .subscription_arn()
+        .unwrap()
+        .to_owned();
+    let (_, confirmation) = next_post(&mut posts).await;
+    sns.confirm_subscription()
+        .topic_arn(&topic)
+        .token(confirmation["Token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let attribute = |data_type: &str, value: &str| {
+        aws_sdk_sns::types::MessageAttributeValue::builder()
+            .data_type(data_type)
+            .string_value(value)
+            .build()
+            .unwrap()
+    };
+    for (kind, amount, message) in [
+        ("refund", "50", "a refund"),
+        ("order", "5", "a small order"),
+        ("order", "50", "a large order"),
+    ] {
+        sns.publish()
+            .topic_arn(&topic)
+            .message(message)
+            .message_attributes("kind", attribute("String", kind))
+            .message_attributes("amount", attribute("Number", amount))
+            .send()
+            .await
+            .unwrap();
+    }
+    let next_raw = async |posts: &mut tokio::sync::mpsc::UnboundedReceiver<_>| {
+        let (headers, body): (axum::http::HeaderMap, String) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), posts.recv())
+                .await
+                .expect("a POST within 10 s")
+                .unwrap();
+        assert_eq!(header(&headers, "x-amz-sns-message-type"), "Notification");
+        body
+    };
+    assert_eq!(
+        next_raw(&mut posts).await,
+        "a large order",
+        "raw, and filtered"
+    );
+
+    // By body instead: the scope and the policy change together.
+    let set = |name: &str, value: &str| {
+        sns.set_subscription_attributes()
+            .subscription_arn(&subscription)
+            .attribute_name(name)
+            .attribute_value(value)
+            .send()
+    };
+    set("FilterPolicyScope", "MessageBody").await.unwrap();
+    set("FilterPolicy", r#"{"order": {"status": ["paid"]}}"#)
+        .await
+        .unwrap();
+    let e = set("DeliveryPolicy", "{}").await.unwrap_err();
+    assert!(
+        e.message().unwrap_or_default().contains("DeliveryPolicy"),
+        "{e:?}"
+    );
+    for status in ["open", "paid"] {
+        sns.publish()
+            .topic_arn(&topic)
+            .message(format!(r#"{{"order": {{"status": "{status}"}}}}"#))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_raw(&mut posts).await,
+        r#"{"order": {"status": "paid"}}"#
+    );
+    let shown = sns
+        .get_subscription_attributes()
+        .subscription_arn(&subscription)
+        .send()
+        .await
+        .unwrap();
+    let shown = shown.attributes().unwrap();
+    assert_eq!(shown["RawMessageDelivery"], "true");
+    assert_eq!(shown["FilterPolicyScope"], "MessageBody");
+    assert_eq!(shown["PendingConfirmation"], "false");
+    // Nothing else came through.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(posts.try_recv().is_err());
+}
