@@ -412,15 +412,7 @@ impl Sns {
                     &mut outgoing,
                 )
             }),
-            "Subscribe" => self.subscribe(
-                get("TopicArn"),
-                get("Protocol"),
-                get("Endpoint"),
-                &entries(form, "Attributes"),
-                get("ReturnSubscriptionArn") == Some("true"),
-                endpoint,
-                &mut outgoing,
-            ),
+            "Subscribe" => self.subscribe(form, endpoint, &mut outgoing),
             "SetSubscriptionAttributes" => self.set_subscription_attribute(
                 get("SubscriptionArn"),
                 get("AttributeName"),
@@ -457,19 +449,20 @@ impl Sns {
             .any(|a| a == arn)
     }
 
+    /// Subscribe: `TopicArn`, `Protocol`, `Endpoint`, `Attributes` and
+    /// `ReturnSubscriptionArn` from the request's `form`.
     fn subscribe(
         &self,
-        topic: Option<&str>,
-        protocol: Option<&str>,
-        endpoint: Option<&str>,
-        attributes: &[(String, String)],
-        return_arn: bool,
+        form: &[(String, String)],
         own_endpoint: &str,
         outgoing: &mut Vec<Outgoing>,
     ) -> Result<String, SnsError> {
-        let topic = topic.ok_or_else(|| invalid("Invalid parameter: TopicArn"))?;
-        let protocol = protocol.ok_or_else(|| invalid("Invalid parameter: Protocol"))?;
-        let endpoint = endpoint.unwrap_or_default();
+        let get = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let topic = get("TopicArn").ok_or_else(|| invalid("Invalid parameter: TopicArn"))?;
+        let protocol = get("Protocol").ok_or_else(|| invalid("Invalid parameter: Protocol"))?;
+        let endpoint = get("Endpoint").unwrap_or_default();
+        let attributes = entries(form, "Attributes");
+        let return_arn = get("ReturnSubscriptionArn") == Some("true");
         match protocol {
             "lambda" => {
                 let valid = endpoint.starts_with("arn:aws:lambda:")
@@ -516,7 +509,7 @@ impl Sns {
                     filter_on_body: false,
                     raw: false,
                 };
-                for (name, value) in attributes {
+                for (name, value) in &attributes {
                     s.set_attribute(name, value)?;
                 }
                 topics.subscriptions.insert(s.arn.clone(), s.clone());
