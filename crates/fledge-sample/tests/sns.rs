@@ -361,14 +361,7 @@ async fn subscribers_get_what_is_published() {
 
     // The function was invoked through its alias, once per message, and the message
     // steered it.
-    let mut seen = (0.0, 0.0);
-    for _ in 0..200 {
-        seen = common::invocations_and_errors(&p, "reader").await;
-        if seen == (2.0, 1.0) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let seen = common::invocations_reach(&p, "reader", 2.0).await;
     assert_eq!(seen, (2.0, 1.0), "(invocations, errors) of the function");
     let (_, body) = p
         .admin("GET", "/_fledge/sns/messages?topic=orders", "")
@@ -413,14 +406,7 @@ async fn subscribers_get_what_is_published() {
         .send()
         .await
         .unwrap();
-    let mut seen = 0.0;
-    for _ in 0..200 {
-        seen = common::invocations_and_errors(&p, "reader").await.0;
-        if seen == 3.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let seen = common::invocations_reach(&p, "reader", 3.0).await.0;
     assert_eq!(
         seen, 3.0,
         "the function's subscription survived the restart"
@@ -516,16 +502,9 @@ async fn the_aws_sns_tutorial_runs_with_the_aws_cli() {
     ]);
     let delivery = delivery_of(&p, "Hello World").await;
     assert_eq!(delivery["status"], "delivered", "{delivery}");
-    let mut invocations = 0.0;
-    for _ in 0..200 {
-        invocations = common::invocations_and_errors(&p, "Function-With-SNS")
-            .await
-            .0;
-        if invocations == 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let invocations = common::invocations_reach(&p, "Function-With-SNS", 1.0)
+        .await
+        .0;
     assert_eq!(invocations, 1.0, "the function ran once for the message");
 }
 
@@ -733,14 +712,7 @@ async fn destinations_get_invocation_records() {
     );
 
     // The function destination was invoked with the record of the alias's event.
-    let mut ran = 0.0;
-    for _ in 0..200 {
-        ran = common::invocations_and_errors(&p, "recorder").await.0;
-        if ran == 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let ran = common::invocations_reach(&p, "recorder", 1.0).await.0;
     assert_eq!(ran, 1.0, "the recorder got the success record");
 }
 

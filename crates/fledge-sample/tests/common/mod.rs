@@ -411,3 +411,17 @@ pub async fn invocations_and_errors(p: &TestPlatform, name: &str) -> (f64, f64) 
         metric_total(p, name, "Errors", Sum).await,
     )
 }
+
+/// `(Invocations, Errors)` of function `name` once its invocations reach `want`, or as they
+/// stand after 10 s.
+pub async fn invocations_reach(p: &TestPlatform, name: &str, want: f64) -> (f64, f64) {
+    let mut seen = (0.0, 0.0);
+    for _ in 0..200 {
+        seen = invocations_and_errors(p, name).await;
+        if seen.0 >= want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    seen
+}
