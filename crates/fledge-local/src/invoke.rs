@@ -706,7 +706,6 @@ fn respond(target: &Target, request_id: &str, outcome: Outcome, tail: bool) -> R
     (StatusCode::OK, headers, settled.body).into_response()
 }
 
-/// The last 4 KB of the invocation's log, with Lambda's START, END and REPORT lines, base64.
 /// The invocation's log as Lambda writes it: the platform's records around the function's
 /// output, as text lines (START, END, REPORT) or, with `LoggingConfig.LogFormat` JSON, as
 /// `platform.start` and `platform.report` records, which a `SystemLogLevel` of WARN leaves
