@@ -39,6 +39,8 @@ struct PoolKey {
 pub struct Pools {
     idle: Mutex<HashMap<PoolKey, Vec<Arc<Sandbox>>>>,
     in_flight: Mutex<HashMap<String, usize>>,
+    /// Processes kept ready for provisioned concurrency, by version (idle or busy).
+    provisioned: Mutex<HashMap<PoolKey, Vec<Arc<Sandbox>>>>,
 }
 
 /// An invocation's claim on its function's concurrency, released when dropped.
@@ -110,10 +112,11 @@ impl Pools {
         for list in idle.values_mut() {
             list.retain(|s| {
                 let keep = s.is_alive()
-                    && !should_reap(
-                        Duration::from_millis(now.saturating_sub(s.idle_since_ms())),
-                        idle_timeout,
-                    );
+                    && (s.is_provisioned()
+                        || !should_reap(
+                            Duration::from_millis(now.saturating_sub(s.idle_since_ms())),
+                            idle_timeout,
+                        ));
                 if !keep {
                     s.stop();
                     stopped += 1;
@@ -135,8 +138,21 @@ impl Pools {
             .sum()
     }
 
+    /// Provisioned processes of `function`'s `version`: (started, ready for work).
+    pub(crate) fn provisioned_of(&self, function: &str, version: Version) -> (usize, usize) {
+        let provisioned = self.provisioned.lock().expect("pools lock");
+        provisioned
+            .iter()
+            .filter(|(k, _)| k.function == function && k.version == version)
+            .flat_map(|(_, list)| list.iter().filter(|s| s.is_alive()))
+            .fold((0, 0), |(started, ready), s| {
+                (started + 1, ready + usize::from(s.is_initialized()))
+            })
+    }
+
     /// Stops every process.
     pub fn stop_all(&self) {
+        self.provisioned.lock().expect("pools lock").clear();
         let mut idle = self.idle.lock().expect("pools lock");
         for s in idle.values().flatten() {
             s.stop();
@@ -521,14 +537,23 @@ pub(crate) async fn run_with_id(
 }
 
 fn sandbox_spec(platform: &Platform, target: &Target) -> Result<SandboxSpec, StartError> {
-    let v = &target.version;
+    spec_of(platform, &target.function, &target.version, false)
+}
+
+/// How to start a process of `function`'s version `v`.
+fn spec_of(
+    platform: &Platform,
+    function: &str,
+    v: &FunctionVersion,
+    provisioned: bool,
+) -> Result<SandboxSpec, StartError> {
     let launch = platform
         .store
         .runtimes
         .launch(&v.runtime)
         .map_err(StartError::Runtime)?;
     Ok(SandboxSpec {
-        function: target.function.clone(),
+        function: function.to_owned(),
         version: v.version.to_string(),
         memory_size: v.memory_size,
         timeout: Duration::from_secs(u64::from(v.timeout)),
@@ -541,7 +566,105 @@ fn sandbox_spec(platform: &Platform, target: &Target) -> Result<SandboxSpec, Sta
         metrics: Some(platform.metrics.clone()),
         scratch: platform.config.data_dir.join(SCRATCH),
         logging: v.logging.clone(),
+        provisioned,
     })
+}
+
+/// How many processes each version should keep ready for provisioned concurrency: a
+/// version qualifier's count goes to that version; an alias's is split by its weights.
+fn provisioned_wanted(platform: &Platform) -> HashMap<PoolKey, (Arc<FunctionVersion>, usize)> {
+    platform.store.read(|functions| {
+        let mut wanted: HashMap<PoolKey, (Arc<FunctionVersion>, usize)> = HashMap::new();
+        for f in functions.values() {
+            for (qualifier, config) in &f.provisioned {
+                let n = config.requested as usize;
+                let shares: Vec<(Version, usize)> = match f.aliases.get(qualifier) {
+                    Some(alias) => match alias.additional {
+                        Some(extra) => {
+                            let to_extra = (n as f64 * extra.weight).round() as usize;
+                            vec![
+                                (alias.function_version, n - to_extra.min(n)),
+                                (Version::Number(extra.version), to_extra.min(n)),
+                            ]
+                        }
+                        None => vec![(alias.function_version, n)],
+                    },
+                    None => qualifier
+                        .parse::<u64>()
+                        .map(|v| vec![(Version::Number(v), n)])
+                        .unwrap_or_default(),
+                };
+                for (version, count) in shares {
+                    let Some(v) = f.version(version) else {
+                        continue;
+                    };
+                    let key = PoolKey {
+                        function: f.name.clone(),
+                        version,
+                        revision: v.revision_id.clone(),
+                    };
+                    wanted.entry(key).or_insert_with(|| (v.clone(), 0)).1 += count;
+                }
+            }
+        }
+        wanted
+    })
+}
+
+/// Brings the processes kept for provisioned concurrency to what is asked for: starts the
+/// missing ones (ready for work before any invocation), and lets extra ones go back to
+/// being ordinary warm processes.
+pub(crate) async fn provision(platform: &Platform) {
+    let wanted = provisioned_wanted(platform);
+    let mut to_start: Vec<(PoolKey, Arc<FunctionVersion>, usize)> = Vec::new();
+    {
+        let mut provisioned = platform.pools.provisioned.lock().expect("pools lock");
+        provisioned.retain(|key, list| {
+            list.retain(|s| s.is_alive());
+            let keep = wanted.get(key).map_or(0, |(_, n)| *n);
+            while list.len() > keep {
+                if let Some(extra) = list.pop() {
+                    extra.unprovision();
+                }
+            }
+            !list.is_empty()
+        });
+        for (key, (version, n)) in &wanted {
+            let have = provisioned.get(key).map_or(0, Vec::len);
+            if have < *n {
+                to_start.push((key.clone(), version.clone(), n - have));
+            }
+        }
+    }
+    for (key, version, missing) in to_start {
+        for _ in 0..missing {
+            let started = match spec_of(platform, &key.function, &version, true) {
+                Ok(spec) => Sandbox::start(Arc::new(spec)).await,
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(sandbox) => {
+                    platform
+                        .pools
+                        .provisioned
+                        .lock()
+                        .expect("pools lock")
+                        .entry(key.clone())
+                        .or_default()
+                        .push(sandbox.clone());
+                    platform.pools.release(key.clone(), sandbox);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "fledge local could not start a provisioned process of {}:{}: {e}",
+                        key.function,
+                        key.version
+                    );
+                    break;
+                }
+            }
+        }
+    }
 }
 
 fn error_body(error_type: &str, message: &str) -> Bytes {

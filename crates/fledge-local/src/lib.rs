@@ -33,6 +33,7 @@ pub mod faults;
 pub mod invoke;
 pub mod metrics;
 pub mod policy;
+pub mod provisioned;
 pub mod routing;
 pub mod runtimes;
 pub mod sandbox;

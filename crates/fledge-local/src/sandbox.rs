@@ -58,6 +58,8 @@ pub struct SandboxSpec {
     pub scratch: PathBuf,
     /// The version's `LoggingConfig`, which the runtime is told of.
     pub logging: crate::store::Logging,
+    /// Started ahead of any invocation, for provisioned concurrency.
+    pub provisioned: bool,
 }
 
 /// One invocation for a process.
@@ -145,6 +147,8 @@ pub struct Sandbox {
     /// Milliseconds since the platform's epoch when it last finished work.
     idle_since: AtomicU64,
     init_reported: AtomicBool,
+    /// Kept ready for provisioned concurrency: never stopped for being idle.
+    provisioned: AtomicBool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -287,8 +291,25 @@ impl Sandbox {
             kill: Mutex::new(Some(kill_tx)),
             server,
             idle_since: AtomicU64::new(0),
-            init_reported: AtomicBool::new(false),
+            // A provisioned process's start is paid before any invocation: none reports it.
+            init_reported: AtomicBool::new(spec.provisioned),
+            provisioned: AtomicBool::new(spec.provisioned),
         }))
+    }
+
+    /// Kept ready for provisioned concurrency.
+    pub fn is_provisioned(&self) -> bool {
+        self.provisioned.load(Ordering::Relaxed)
+    }
+
+    /// No longer kept for provisioned concurrency: it is stopped when idle, as any other.
+    pub fn unprovision(&self) {
+        self.provisioned.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether its runtime has started and asked for work.
+    pub fn is_initialized(&self) -> bool {
+        self.shared.first_next.get().is_some()
     }
 
     pub fn is_alive(&self) -> bool {
@@ -494,7 +515,15 @@ fn runtime_environment(
             "AWS_LAMBDA_LOG_STREAM_NAME",
             format!("[{}]{id:032x}", spec.version),
         ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        (
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            if spec.provisioned {
+                "provisioned-concurrency"
+            } else {
+                "on-demand"
+            }
+            .into(),
+        ),
         ("_HANDLER", spec.handler.clone()),
         ("LAMBDA_TASK_ROOT", code.clone()),
         ("LAMBDA_RUNTIME_DIR", code.clone()),

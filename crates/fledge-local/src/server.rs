@@ -150,6 +150,7 @@ impl Platform {
                 loop {
                     tick.tick().await;
                     platform.pools.reap(platform.config.idle_timeout);
+                    crate::invoke::provision(&platform).await;
                     let p = platform.clone();
                     let flushed = tokio::task::spawn_blocking(move || p.metrics.flush()).await;
                     if let Ok(Err(e)) = flushed
@@ -329,6 +330,12 @@ fn router(platform: Arc<Platform>) -> Router {
                 .delete(crate::urls::delete),
         )
         .route("/2021-10-31/functions/{name}/urls", get(crate::urls::list))
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            axum::routing::put(crate::provisioned::put)
+                .get(crate::provisioned::get)
+                .delete(crate::provisioned::delete),
+        )
         .route("/_fledge/url/{id}", any(crate::urls::serve_root))
         .route("/_fledge/url/{id}/", any(crate::urls::serve_root))
         .route("/_fledge/url/{id}/{*path}", any(crate::urls::serve))

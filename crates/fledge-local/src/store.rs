@@ -246,6 +246,16 @@ pub struct Function {
     /// Function URLs, by qualifier (`""` for the unqualified function, an alias's name).
     #[serde(default)]
     pub urls: BTreeMap<String, UrlConfig>,
+    /// Provisioned concurrency, by qualifier (a version number or an alias name).
+    #[serde(default)]
+    pub provisioned: BTreeMap<String, ProvisionedConfig>,
+}
+
+/// PutProvisionedConcurrencyConfig's request for one qualifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionedConfig {
+    pub requested: u32,
+    pub modified_ms: u64,
 }
 
 /// A function URL's configuration.
@@ -603,6 +613,7 @@ impl Store {
                 tags: new.tags,
                 policies: BTreeMap::new(),
                 urls: BTreeMap::new(),
+                provisioned: BTreeMap::new(),
             };
             if new.publish {
                 let published = publish(&mut function, None, None, None)?;
@@ -643,6 +654,7 @@ impl Store {
                     function.versions.remove(&n);
                     function.event_invoke.remove(q);
                     function.policies.remove(q);
+                    function.provisioned.remove(q);
                     Ok(())
                 }
                 Some(_) => Err(LambdaError::invalid_parameter("Deletion of aliases is not currently supported.")),
@@ -1073,6 +1085,83 @@ impl Store {
         })
     }
 
+    // ---- provisioned concurrency ----
+
+    /// Asks for `requested` processes kept ready for `qualifier` (a version or an alias).
+    pub fn set_provisioned(
+        &self,
+        name: &str,
+        qualifier: &str,
+        requested: u32,
+        limit: u32,
+    ) -> Result<ProvisionedConfig, LambdaError> {
+        if qualifier == "$LATEST" {
+            return Err(LambdaError::invalid_parameter(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+            ));
+        }
+        within(
+            i64::from(requested),
+            "provisionedConcurrentExecutions",
+            1,
+            i64::MAX,
+        )?;
+        self.write(name, |functions| {
+            let function = self.with_qualifier_mut(functions, name, Some(qualifier))?;
+            let others: u32 = function
+                .provisioned
+                .iter()
+                .filter(|(q, _)| q.as_str() != qualifier)
+                .map(|(_, c)| c.requested)
+                .sum();
+            let cap = function.reserved_concurrency.unwrap_or(limit);
+            if others + requested > cap {
+                let what = if function.reserved_concurrency.is_some() {
+                    "the function's reserved concurrency"
+                } else {
+                    "fledge local's concurrency per function (--concurrency)"
+                };
+                return Err(LambdaError::invalid_parameter(format!(
+                    "Requested Provisioned Concurrency ({requested}, with {others} on other qualifiers) should not be greater than {what}, {cap}"
+                )));
+            }
+            let config = ProvisionedConfig {
+                requested,
+                modified_ms: now_ms(),
+            };
+            function
+                .provisioned
+                .insert(qualifier.to_owned(), config.clone());
+            Ok(config)
+        })
+    }
+
+    pub fn provisioned(
+        &self,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<ProvisionedConfig, LambdaError> {
+        self.read(|functions| {
+            let function = self.check_qualifier(functions.get(name), name, qualifier)?;
+            function
+                .provisioned
+                .get(qualifier)
+                .cloned()
+                .ok_or_else(no_provisioned_config)
+        })
+    }
+
+    pub fn delete_provisioned(&self, name: &str, qualifier: &str) -> Result<(), LambdaError> {
+        self.write(name, |functions| {
+            let function = self.with_qualifier_mut(functions, name, Some(qualifier))?;
+            function
+                .provisioned
+                .remove(qualifier)
+                .map(|_| ())
+                .ok_or_else(no_provisioned_config)
+        })
+    }
+
     // ---- asynchronous invocation ----
 
     /// Sets the asynchronous-invocation options of `qualifier` (`None` is `$LATEST`): all of
@@ -1275,6 +1364,7 @@ impl Store {
             function.event_invoke.remove(alias);
             function.policies.remove(alias);
             function.urls.remove(alias);
+            function.provisioned.remove(alias);
             Ok(())
         })
     }
@@ -1349,6 +1439,13 @@ fn publish(
 }
 
 /// Whether `q` (`$LATEST`, a version number, an alias name) names something of `function`.
+fn no_provisioned_config() -> LambdaError {
+    LambdaError::new(
+        fledge_core::lambda::ErrorType::ProvisionedConcurrencyConfigNotFound,
+        "No Provisioned Concurrency Config found for this function",
+    )
+}
+
 /// Lambda's answer for a policy or URL configuration that does not exist.
 fn no_such_resource() -> LambdaError {
     LambdaError::not_found("The resource you requested does not exist.")

@@ -1808,3 +1808,143 @@ async fn a_process_over_its_memory_size_is_killed() {
     let (_, error, _) = invoke(&p.lambda, &format!("f:{leaking}"), "{}").await;
     assert_eq!(error, None, "a new process serves the next invocation");
 }
+
+/// Provisioned concurrency keeps processes started before any invocation: an alias's are
+/// split between its versions by weight and follow the weights, they are never stopped for
+/// being idle, and their invocations report no Init Duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_concurrency_keeps_processes_ready() {
+    let p = start("provisioned").await;
+    p.create_sample("f", &[], 3).await;
+    let v2 = p.publish_with_env("f", &[("SAMPLE_LATENCY_MS", "0")]).await;
+    p.lambda
+        .create_alias()
+        .function_name("f")
+        .name("live")
+        .function_version("1")
+        .routing_config(weights(&[(&v2, 0.5)]))
+        .send()
+        .await
+        .unwrap();
+    let put = |qualifier: &str, n: i32| {
+        p.lambda
+            .put_provisioned_concurrency_config()
+            .function_name("f")
+            .qualifier(qualifier)
+            .provisioned_concurrent_executions(n)
+            .send()
+    };
+    let get = async || {
+        p.lambda
+            .get_provisioned_concurrency_config()
+            .function_name("f")
+            .qualifier("live")
+            .send()
+            .await
+    };
+    let e = get().await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some("ProvisionedConcurrencyConfigNotFoundException")
+    );
+    let e = put("$LATEST", 1).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        Some("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+    );
+    let e = put("live", 100).await.unwrap_err();
+    assert_eq!(e.code(), Some("InvalidParameterValueException"));
+
+    let asked = put("live", 4).await.unwrap();
+    assert_eq!(asked.requested_provisioned_concurrent_executions(), Some(4));
+    assert_eq!(
+        asked.status(),
+        Some(&aws_sdk_lambda::types::ProvisionedConcurrencyStatusEnum::InProgress)
+    );
+    let platform = p.running.as_ref().unwrap().platform.clone();
+    assert_eq!(
+        platform.pools.idle_count(),
+        4,
+        "started before any invocation"
+    );
+    let mut ready = None;
+    for _ in 0..100 {
+        let shown = get().await.unwrap();
+        if shown.available_provisioned_concurrent_executions() == Some(4) {
+            ready = shown.status().cloned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ready,
+        Some(aws_sdk_lambda::types::ProvisionedConcurrencyStatusEnum::Ready)
+    );
+    let listed = p
+        .lambda
+        .list_provisioned_concurrency_configs()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap();
+    let arns: Vec<&str> = listed
+        .provisioned_concurrency_configs()
+        .iter()
+        .filter_map(|c| c.function_arn())
+        .collect();
+    assert!(
+        arns.len() == 1 && arns[0].ends_with(":function:f:live"),
+        "{arns:?}"
+    );
+
+    for _ in 0..8 {
+        use base64::Engine;
+        let out = p
+            .lambda
+            .invoke()
+            .function_name("f:live")
+            .log_type(aws_sdk_lambda::types::LogType::Tail)
+            .send()
+            .await
+            .unwrap();
+        let log = base64::engine::general_purpose::STANDARD
+            .decode(out.log_result().unwrap())
+            .unwrap();
+        let log = String::from_utf8(log).unwrap();
+        assert!(!log.contains("Init Duration"), "no cold start: {log}");
+    }
+    assert_eq!(platform.pools.reap(Duration::ZERO), 0, "never idle-stopped");
+
+    // All the weight back on version 1: its share grows to 4, version 2's go back to being
+    // ordinary warm processes, stopped when idle.
+    p.lambda
+        .update_alias()
+        .function_name("f")
+        .name("live")
+        .routing_config(weights(&[]))
+        .send()
+        .await
+        .unwrap();
+    let mut stopped = 0;
+    for _ in 0..100 {
+        stopped += platform.pools.reap(Duration::ZERO);
+        if stopped >= 2 && platform.pools.idle_count() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((stopped, platform.pools.idle_count()), (2, 4));
+
+    p.lambda
+        .delete_provisioned_concurrency_config()
+        .function_name("f")
+        .qualifier("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        get().await.unwrap_err().code(),
+        Some("ProvisionedConcurrencyConfigNotFoundException")
+    );
+    assert_eq!(platform.pools.reap(Duration::ZERO), 4, "ordinary again");
+}

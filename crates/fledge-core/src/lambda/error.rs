@@ -37,6 +37,8 @@ pub enum ErrorType {
     InvalidZipFile,
     /// 400: a resource-based policy would grow past its 20 KB limit.
     PolicyLengthExceeded,
+    /// 404: the qualifier has no provisioned concurrency configuration.
+    ProvisionedConcurrencyConfigNotFound,
 }
 
 impl ErrorType {
@@ -49,7 +51,7 @@ impl ErrorType {
             | Self::AliasLimitExceeded
             | Self::CodeStorageExceeded
             | Self::PolicyLengthExceeded => 400,
-            Self::ResourceNotFound => 404,
+            Self::ResourceNotFound | Self::ProvisionedConcurrencyConfigNotFound => 404,
             Self::ResourceConflict => 409,
             Self::PreconditionFailed => 412,
             Self::RequestTooLarge => 413,
@@ -78,6 +80,9 @@ impl ErrorType {
             Self::InvalidRuntime => "InvalidRuntimeException",
             Self::InvalidZipFile => "InvalidZipFileException",
             Self::PolicyLengthExceeded => "PolicyLengthExceededException",
+            Self::ProvisionedConcurrencyConfigNotFound => {
+                "ProvisionedConcurrencyConfigNotFoundException"
+            }
         }
     }
 
