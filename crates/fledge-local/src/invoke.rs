@@ -41,6 +41,8 @@ pub struct Pools {
     in_flight: Mutex<HashMap<String, usize>>,
     /// Processes kept ready for provisioned concurrency, by version (idle or busy).
     provisioned: Mutex<HashMap<PoolKey, Vec<Arc<Sandbox>>>>,
+    /// Versions whose provisioned processes could not start, told once each.
+    provision_failures: Mutex<std::collections::HashSet<PoolKey>>,
 }
 
 /// An invocation's claim on its function's concurrency, released when dropped.
@@ -655,11 +657,19 @@ pub(crate) async fn provision(platform: &Platform) {
                     platform.pools.release(key.clone(), sandbox);
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "fledge local could not start a provisioned process of {}:{}: {e}",
-                        key.function,
-                        key.version
-                    );
+                    let first = platform
+                        .pools
+                        .provision_failures
+                        .lock()
+                        .expect("pools lock")
+                        .insert(key.clone());
+                    if first {
+                        tracing::warn!(
+                            "fledge local could not start a provisioned process of {}:{} (tried again every second): {e}",
+                            key.function,
+                            key.version
+                        );
+                    }
                     break;
                 }
             }
