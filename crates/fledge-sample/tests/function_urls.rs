@@ -5,27 +5,13 @@
 mod common;
 
 use aws_sdk_lambda::error::ProvideErrorMetadata;
-use aws_sdk_lambda::types::{AliasRoutingConfiguration, Cors, FunctionUrlAuthType, InvokeMode};
+use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType, InvokeMode};
 use common::start;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_on_an_alias_serves_its_split() {
     let p = start("urls").await;
-    p.create_sample("f", &[], 5).await;
-    let v2 = p.publish_with_env("f", &[("SAMPLE_LATENCY_MS", "0")]).await;
-    p.lambda
-        .create_alias()
-        .function_name("f")
-        .name("live")
-        .function_version("1")
-        .routing_config(
-            AliasRoutingConfiguration::builder()
-                .additional_version_weights(&v2, 0.3)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let v2 = p.split_sample("f", 5, 0.3).await;
     let create = |qualifier: &str| {
         p.lambda
             .create_function_url_config()

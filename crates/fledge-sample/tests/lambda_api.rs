@@ -1815,17 +1815,7 @@ async fn a_process_over_its_memory_size_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioned_concurrency_keeps_processes_ready() {
     let p = start("provisioned").await;
-    p.create_sample("f", &[], 3).await;
-    let v2 = p.publish_with_env("f", &[("SAMPLE_LATENCY_MS", "0")]).await;
-    p.lambda
-        .create_alias()
-        .function_name("f")
-        .name("live")
-        .function_version("1")
-        .routing_config(weights(&[(&v2, 0.5)]))
-        .send()
-        .await
-        .unwrap();
+    p.split_sample("f", 3, 0.5).await;
     let put = |qualifier: &str, n: i32| {
         p.lambda
             .put_provisioned_concurrency_config()

@@ -166,6 +166,29 @@ impl TestPlatform {
             .unwrap();
     }
 
+    /// Function `name` from the sample in two versions, behind alias `live`: version 1 with
+    /// `weight` of the traffic on version 2. Answers version 2's number.
+    pub async fn split_sample(&self, name: &str, timeout: i32, weight: f64) -> String {
+        self.create_sample(name, &[], timeout).await;
+        let v2 = self
+            .publish_with_env(name, &[("SAMPLE_LATENCY_MS", "0")])
+            .await;
+        self.lambda
+            .create_alias()
+            .function_name(name)
+            .name("live")
+            .function_version("1")
+            .routing_config(
+                aws_sdk_lambda::types::AliasRoutingConfiguration::builder()
+                    .additional_version_weights(&v2, weight)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        v2
+    }
+
     /// Sets `$LATEST`'s environment and publishes; answers the new version.
     pub async fn publish_with_env(&self, name: &str, env: &[(&str, &str)]) -> String {
         let vars = env
